@@ -1,0 +1,243 @@
+"""The Waves TtsRequest: fields, defaults, enums, ranges and validation.
+
+This module is the single source of the API schema (see the seed page
+``waves-tts-sse.md``). The local server validates request bodies with
+:func:`parse_request`; the runner builds requests from manifest rows with
+:func:`coerce_field` + :func:`parse_request`, so a row the server would refuse
+is refused locally, before any request is sent.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+MODELS: tuple[str, ...] = ("lightning_v3.1", "lightning_v3.1_pro")
+SAMPLE_RATES: tuple[int, ...] = (8000, 16000, 24000, 44100)
+LANGUAGES: tuple[str, ...] = ("en", "hi", "mr", "kn", "ta", "bn", "gu", "te", "ml", "pa", "or", "es")
+OUTPUT_FORMATS: tuple[str, ...] = ("pcm", "wav", "mp3", "ulaw", "alaw")
+SPEED_MIN, SPEED_MAX = 0.5, 2.0
+ID_MAX_LENGTH = 128
+ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+DEFAULT_VOICE = "magnus"
+DEFAULT_MODEL = "lightning_v3.1"
+DEFAULT_SAMPLE_RATE = 44100
+DEFAULT_SPEED = 1.0
+DEFAULT_OUTPUT_FORMAT = "pcm"
+
+#: Request fields a manifest column or a command-line default may set.
+#: ``text`` and ``request_id`` are not here: the runner owns both.
+OVERRIDABLE_FIELDS: tuple[str, ...] = (
+    "voice_id",
+    "model",
+    "sample_rate",
+    "speed",
+    "language",
+    "output_format",
+    "pronunciation_dicts",
+    "session_id",
+)
+
+
+class InvalidRequest(ValueError):
+    """A request field the API schema rejects; ``field`` names it."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(f"{field_name}: {message}")
+        self.field = field_name
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class TtsRequest:
+    """One validated synthesis request, with the API's defaults filled in."""
+
+    text: str
+    voice_id: str = DEFAULT_VOICE
+    model: str = DEFAULT_MODEL
+    sample_rate: int = DEFAULT_SAMPLE_RATE
+    speed: float = DEFAULT_SPEED
+    language: str | None = None
+    output_format: str = DEFAULT_OUTPUT_FORMAT
+    pronunciation_dicts: tuple[str, ...] = field(default=())
+    session_id: str | None = None
+    request_id: str | None = None
+
+    def to_body(self) -> dict[str, Any]:
+        """The JSON body to send: every set field, nothing left as null."""
+        body: dict[str, Any] = {
+            "text": self.text,
+            "voice_id": self.voice_id,
+            "model": self.model,
+            "sample_rate": self.sample_rate,
+            "speed": self.speed,
+            "output_format": self.output_format,
+        }
+        if self.language is not None:
+            body["language"] = self.language
+        if self.pronunciation_dicts:
+            body["pronunciation_dicts"] = list(self.pronunciation_dicts)
+        if self.session_id is not None:
+            body["session_id"] = self.session_id
+        if self.request_id is not None:
+            body["request_id"] = self.request_id
+        return body
+
+    def with_request_id(self, request_id: str) -> TtsRequest:
+        return replace(self, request_id=request_id)
+
+    def fingerprint_fields(self) -> dict[str, Any]:
+        """Every field that shapes the audio (not the correlation ids)."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name not in ("session_id", "request_id")
+        }
+
+
+def is_valid_id(value: str) -> bool:
+    """Whether ``value`` fits the API's session_id / request_id pattern."""
+    return ID_PATTERN.fullmatch(value) is not None
+
+
+def _validate_text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidRequest("text", "must be a string")
+    if not value.strip():
+        raise InvalidRequest("text", "must not be empty")
+    return value
+
+
+def _validate_voice(value: Any, voices: Collection[str] | None) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidRequest("voice_id", "must be a non-empty string")
+    if voices is not None and value not in voices:
+        raise InvalidRequest("voice_id", f"unknown voice {value!r}; known: {', '.join(sorted(voices))}")
+    return value
+
+
+def _validate_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise InvalidRequest(name, f"{value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def _validate_sample_rate(value: Any) -> int:
+    rate: int | None = None
+    if isinstance(value, bool):
+        rate = None
+    elif isinstance(value, int):
+        rate = value
+    elif isinstance(value, float) and value.is_integer():
+        rate = int(value)
+    elif isinstance(value, str) and value.strip().isdigit():
+        rate = int(value.strip())
+    if rate not in SAMPLE_RATES:
+        allowed = ", ".join(str(r) for r in SAMPLE_RATES)
+        raise InvalidRequest("sample_rate", f"{value!r} is not one of {allowed}")
+    return rate
+
+
+def _validate_speed(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidRequest("speed", f"{value!r} is not a number")
+    speed = float(value)
+    if not math.isfinite(speed) or not SPEED_MIN <= speed <= SPEED_MAX:
+        raise InvalidRequest("speed", f"{value!r} is out of range {SPEED_MIN} to {SPEED_MAX}")
+    return speed
+
+
+def _validate_dicts(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise InvalidRequest("pronunciation_dicts", "must be a list of strings")
+    return tuple(value)
+
+
+def _validate_id(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not is_valid_id(value):
+        raise InvalidRequest(
+            name,
+            f"{value!r} must be 1 to {ID_MAX_LENGTH} letters, digits, '-', '_' or '.'",
+        )
+    return value
+
+
+def parse_request(body: Mapping[str, Any], *, voices: Collection[str] | None = None) -> TtsRequest:
+    """Validate a JSON-like body as the API does; unknown fields are ignored.
+
+    ``voices`` restricts ``voice_id`` to a catalog (the local server's); the
+    runner passes None because the real API's catalog is larger than ours.
+    Absent or null optional fields take the API's defaults.
+    """
+    if "text" not in body:
+        raise InvalidRequest("text", "is required")
+    if "voice_id" not in body:
+        raise InvalidRequest("voice_id", "is required")
+
+    def given(name: str) -> bool:
+        return body.get(name) is not None
+
+    text = _validate_text(body["text"])
+    voice_id = _validate_voice(body["voice_id"], voices)
+    model = _validate_choice("model", body["model"], MODELS) if given("model") else DEFAULT_MODEL
+    sample_rate = _validate_sample_rate(body["sample_rate"]) if given("sample_rate") else DEFAULT_SAMPLE_RATE
+    speed = _validate_speed(body["speed"]) if given("speed") else DEFAULT_SPEED
+    language = _validate_choice("language", body["language"], LANGUAGES) if given("language") else None
+    output_format = (
+        _validate_choice("output_format", body["output_format"], OUTPUT_FORMATS)
+        if given("output_format")
+        else DEFAULT_OUTPUT_FORMAT
+    )
+    dicts = _validate_dicts(body["pronunciation_dicts"]) if given("pronunciation_dicts") else ()
+    if given("word_timestamps") and not isinstance(body["word_timestamps"], bool):
+        raise InvalidRequest("word_timestamps", "must be a boolean")
+    session_id = _validate_id("session_id", body["session_id"]) if given("session_id") else None
+    request_id = _validate_id("request_id", body["request_id"]) if given("request_id") else None
+    return TtsRequest(
+        text=text,
+        voice_id=voice_id,
+        model=model,
+        sample_rate=sample_rate,
+        speed=speed,
+        language=language,
+        output_format=output_format,
+        pronunciation_dicts=dicts,
+        session_id=session_id,
+        request_id=request_id,
+    )
+
+
+def coerce_field(name: str, value: Any) -> Any:
+    """Turn a manifest cell or a command-line string into the field's JSON type.
+
+    Returns None for an empty cell ("use the default"). Values that cannot be
+    coerced are passed through unchanged so :func:`parse_request` names them.
+    """
+    if value is None:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, str):
+        value = value.strip()
+        if value == "":
+            return None
+    if name == "speed" and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    if name == "sample_rate" and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if name == "pronunciation_dicts":
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.replace(";", ",").split(",")]
+            return [p for p in parts if p] or None
+        if hasattr(value, "tolist"):
+            value = value.tolist()
+        if isinstance(value, (list, tuple)):
+            return list(value) or None
+    return value

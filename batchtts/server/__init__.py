@@ -1,0 +1,1 @@
+"""The local Waves-compatible server: same API, no network, no key needed."""
