@@ -1,0 +1,142 @@
+"""Click options shared by ``batchtts run`` and ``batchtts validate``.
+
+One definition of the manifest and request-default options, so both commands
+spell them the same and validate checks exactly what run would send.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import click
+
+from batchtts.request import (
+    DEFAULT_MODEL,
+    DEFAULT_OUTPUT_FORMAT,
+    DEFAULT_SAMPLE_RATE,
+    DEFAULT_SPEED,
+    DEFAULT_VOICE,
+    ID_MAX_LENGTH,
+    LANGUAGES,
+    MODELS,
+    OUTPUT_FORMATS,
+    SAMPLE_RATES,
+    SPEED_MAX,
+    SPEED_MIN,
+    is_valid_id,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Click parameter name -> request field, for the request-default options.
+REQUEST_OPTION_FIELDS: dict[str, str] = {
+    "voice_id": "voice_id",
+    "model": "model",
+    "sample_rate": "sample_rate",
+    "speed": "speed",
+    "language": "language",
+    "output_format": "output_format",
+    "pronunciation_dict": "pronunciation_dicts",
+    "session_id": "session_id",
+}
+
+
+def _apply(options: list[Callable[[F], F]], func: F) -> F:
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def manifest_options(func: F) -> F:
+    """``--text-column`` and ``--id-column``."""
+    return _apply(
+        [
+            click.option(
+                "--text-column",
+                default="text",
+                show_default=True,
+                metavar="COLUMN",
+                help="Manifest column holding the text to speak.",
+            ),
+            click.option(
+                "--id-column",
+                default=None,
+                metavar="COLUMN",
+                help="Manifest column holding each row's id. Default: 'id' when the manifest has it, "
+                "else the row number.",
+            ),
+        ],
+        func,
+    )
+
+
+def _check_session_id(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not is_valid_id(value):
+        raise click.BadParameter(f"must be 1 to {ID_MAX_LENGTH} letters, digits, '-', '_' or '.'")
+    return value
+
+
+def _to_int(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def request_default_options(func: F) -> F:
+    """The request fields a job may set for every row (a manifest column of the same name wins)."""
+    return _apply(
+        [
+            click.option(
+                "--voice-id", metavar="VOICE", help=f"Voice for every row. [API default: {DEFAULT_VOICE}]"
+            ),
+            click.option(
+                "--model", type=click.Choice(MODELS), help=f"Model. [API default: {DEFAULT_MODEL}]"
+            ),
+            click.option(
+                "--sample-rate",
+                type=click.Choice([str(rate) for rate in SAMPLE_RATES]),
+                callback=_to_int,
+                help=f"Sample rate in Hz. [API default: {DEFAULT_SAMPLE_RATE}]",
+            ),
+            click.option(
+                "--speed",
+                type=click.FloatRange(SPEED_MIN, SPEED_MAX),
+                help=f"Speech speed, {SPEED_MIN} to {SPEED_MAX}. [API default: {DEFAULT_SPEED}]",
+            ),
+            click.option(
+                "--language", type=click.Choice(LANGUAGES), help="Language of the text. [API default: not sent]"
+            ),
+            click.option(
+                "--output-format",
+                type=click.Choice(OUTPUT_FORMATS),
+                help=f"Audio format the API sends. [API default: {DEFAULT_OUTPUT_FORMAT}]",
+            ),
+            click.option(
+                "--pronunciation-dict",
+                multiple=True,
+                metavar="DICT_ID",
+                help="Pronunciation dictionary id; repeat for several.",
+            ),
+            click.option(
+                "--session-id",
+                callback=_check_session_id,
+                metavar="ID",
+                help=f"Session id sent with every request (1 to {ID_MAX_LENGTH} of A-Z a-z 0-9 . _ -).",
+            ),
+        ],
+        func,
+    )
+
+
+def request_defaults_from(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The request defaults the user set, by request field, from a command's parsed parameters.
+
+    ``params`` may hold other parameters too (pass the command's kwargs); unset
+    options are left out so the API's own defaults apply.
+    """
+    defaults: dict[str, Any] = {}
+    for param, field_name in REQUEST_OPTION_FIELDS.items():
+        value = params.get(param)
+        if value is None or value == ():
+            continue
+        defaults[field_name] = list(value) if field_name == "pronunciation_dicts" else value
+    return defaults
