@@ -1,0 +1,141 @@
+"""Where a job's files go inside its output folder, and how ids become file names.
+
+Layout of ``DIR`` (the ``--out`` folder)::
+
+    DIR/
+      audio/<name>.<ext>        one file per ok row
+      audio/.<name>.<ext>.<random>.part
+                                a file being written (renamed into place when complete)
+      results.parquet           the results manifest (``--results`` may put it elsewhere)
+      .batchtts/journal.jsonl   one JSON line per finished row, appended as rows finish
+
+A row id is arbitrary text from the manifest, so it is never used as a path
+directly. Ids that are already safe keep their name; every other id gets a
+readable, sanitised prefix plus a hash of the original id (see
+:func:`audio_file_stem`). No id can reach outside ``audio/``, and two distinct
+ids never share a file, even on a case-insensitive file system.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+import unicodedata
+from pathlib import Path, PurePosixPath
+
+#: Folder (relative to DIR) that holds the audio files.
+AUDIO_DIR = PurePosixPath("audio")
+#: Default results manifest name, relative to DIR.
+DEFAULT_RESULTS_NAME = "results.parquet"
+#: The journal, relative to DIR.
+JOURNAL_PATH = PurePosixPath(".batchtts/journal.jsonl")
+
+#: Ids kept as they are: lower-case ASCII letters, digits, ``_``, ``-`` and ``.``,
+#: not starting with ``.`` (hidden files, ``.`` and ``..``), not ending with ``.``
+#: (Windows drops a trailing dot), at most 100 characters.
+SAFE_ID = re.compile(r"[a-z0-9_-](?:[a-z0-9._-]{0,98}[a-z0-9_-])?")
+#: Joins a mangled name's prefix and hash. Safe ids never contain it, so a
+#: mangled name can never equal a safe id's name.
+HASH_SEPARATOR = "~"
+#: Hex digits of SHA-256 kept in a mangled name (64 bits).
+HASH_LENGTH = 16
+#: Longest readable prefix kept in a mangled name.
+PREFIX_LENGTH = 40
+#: Device names Windows reserves whatever the extension (``con.wav`` cannot be created).
+_WINDOWS_RESERVED = re.compile(r"(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?")
+_UNSAFE_RUN = re.compile(r"[^A-Za-z0-9._-]+")
+_EXTENSION = re.compile(r"[a-z0-9]{1,10}")
+
+#: Temporary names made by :func:`create_temp_file`: ``.<final name>.<8 random>.part``.
+TEMP_SUFFIX = ".part"
+TEMP_NAME = re.compile(r"\.(?P<final>.+)\.[a-z0-9_]{8}\.part")
+
+
+def is_safe_id(row_id: str) -> bool:
+    """Whether ``row_id`` is used as its own file name (see :data:`SAFE_ID`)."""
+    return SAFE_ID.fullmatch(row_id) is not None and _WINDOWS_RESERVED.fullmatch(row_id) is None
+
+
+def id_hash(row_id: str) -> str:
+    """The first 16 hex digits of SHA-256 of the id's UTF-8 bytes.
+
+    Reproducible outside batchtts: ``printf '%s' "$ID" | sha256sum | cut -c1-16``.
+    """
+    data = row_id.encode("utf-8", "surrogatepass")
+    return hashlib.sha256(data).hexdigest()[:HASH_LENGTH]
+
+
+def audio_file_stem(row_id: str) -> str:
+    """The file name (without extension) for ``row_id``.
+
+    A safe id (:func:`is_safe_id`) is its own name: ``take-01`` -> ``take-01``.
+    Any other id becomes ``<prefix>~<hash>``: the prefix is the id folded to
+    ASCII (``é`` -> ``e``), with every run of other characters replaced by
+    ``_``, leading and trailing ``.``/``_`` removed, cut to 40 characters (``_``
+    if nothing is left); the hash is :func:`id_hash` of the original id. So
+    ``../etc/passwd`` -> ``etc_passwd~<hash>`` and ``Take 1`` -> ``Take_1~<hash>``.
+
+    Case-insensitive file systems (macOS, Windows) are handled, not just
+    documented: safe ids are lower-case only, and an id with an upper-case
+    letter is mangled, so its name ends in a lower-case hash of the exact id.
+    Two distinct ids therefore get names that differ even when compared
+    case-insensitively (up to a 64-bit hash collision, about 1 in 10^8 for a
+    billion mangled ids). Windows device names (``con``, ``nul``, ``com1`` ...)
+    are mangled too.
+    """
+    if is_safe_id(row_id):
+        return row_id
+    ascii_text = unicodedata.normalize("NFKD", row_id).encode("ascii", "ignore").decode("ascii")
+    prefix = _UNSAFE_RUN.sub("_", ascii_text).strip("._")[:PREFIX_LENGTH].rstrip("._") or "_"
+    if _WINDOWS_RESERVED.fullmatch(prefix.split(".")[0].lower()):
+        prefix = f"_{prefix}"  # "lpt1.txt~..." would still name the device on Windows
+    return f"{prefix}{HASH_SEPARATOR}{id_hash(row_id)}"
+
+
+def relative_audio_path(row_id: str, extension: str) -> PurePosixPath:
+    """``audio/<name>.<extension>``, relative to the output folder (see :func:`audio_file_stem`)."""
+    if _EXTENSION.fullmatch(extension) is None:
+        raise ValueError(f"bad file extension {extension!r}")
+    return AUDIO_DIR / f"{audio_file_stem(row_id)}.{extension}"
+
+
+def resolve_inside(out_dir: Path, relative: PurePosixPath | str) -> Path:
+    """``out_dir / relative``, refusing any path that would land outside ``out_dir``.
+
+    The check is on the path's text (absolute paths and ``..`` are refused), not
+    on where symlinks inside ``out_dir`` point: a user may well make ``audio``
+    a link to another disk. Replacing a file never follows a link at its name.
+    """
+    rel = PurePosixPath(relative)
+    if rel.is_absolute() or ".." in rel.parts or not rel.parts or "\\" in str(rel) or "\0" in str(rel):
+        raise ValueError(f"{str(relative)!r} is not a path inside the output folder")
+    base = Path(os.path.abspath(out_dir))
+    target = Path(os.path.normpath(base.joinpath(*rel.parts)))
+    if target == base or not target.is_relative_to(base):
+        raise ValueError(f"{str(relative)!r} is not a path inside the output folder")
+    return target
+
+
+def create_temp_file(final_path: Path) -> tuple[int, Path]:
+    """Create ``.<final name>.<random>.part`` next to ``final_path``; return (fd, path).
+
+    Same folder, so the final ``os.replace`` is an atomic rename on one file
+    system; a leading dot, so listings of finished files skip it; a name
+    :data:`TEMP_NAME` recognises, so stale ones can be removed after a crash.
+    """
+    final_path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{final_path.name}.", suffix=TEMP_SUFFIX, dir=final_path.parent)
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp's 0600 would make the finished file private
+    return fd, Path(name)
+
+
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()  # read once, at import: os.umask can only be read by setting it
