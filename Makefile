@@ -20,7 +20,7 @@ test: install
 	$(BIN)/python -m pytest
 
 demo: install
-	$(BIN)/python -m batchtts run --job jobs/demo.toml
+	$(BIN)/batchtts run jobs/demo.csv --out demo-out --local
 
 bench: install
 	$(BIN)/python benchmarks/run.py

@@ -1,11 +1,200 @@
-"""`batchtts run`."""
+"""`batchtts run`: options -> a JobSpec -> the runner -> an exit code."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
 import click
+
+from batchtts.cli.options import manifest_options, request_default_options, request_defaults_from
+
+DEFAULT_BASE_URL = "https://api.smallest.ai"
+KEY_ENV = "SMALLEST_API_KEY"
+LOCAL_KEY = "local-server-key"
+
+
+def _rate(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    from batchtts.units import parse_rate
+
+    try:
+        return parse_rate(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _read_key(api_key_file: Path | None) -> str:
+    if api_key_file is not None:
+        try:
+            key = api_key_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise click.UsageError(f"cannot read --api-key-file {api_key_file}: {exc.strerror}") from None
+        if not key:
+            raise click.UsageError(f"--api-key-file {api_key_file} is empty")
+        return key
+    key = os.environ.get(KEY_ENV, "").strip()
+    if not key:
+        raise click.UsageError(
+            f"no API key: set {KEY_ENV}=<your key>, or pass --api-key-file PATH, "
+            "or use --local to run against the bundled local server"
+        )
+    return key
+
+
+@contextlib.contextmanager
+def _endpoint(local: bool, engine: str, base_url: str, api_key_file: Path | None, quiet: bool) -> Iterator[tuple[str, str]]:
+    """Yield (base_url, key): the real API's, or a local server's started in-process."""
+    if not local:
+        yield base_url, _read_key(api_key_file)
+        return
+    from batchtts.server.config import ServerConfig
+    from batchtts.server.running import LocalServer
+
+    with LocalServer(ServerConfig(engine=engine)) as server:
+        if not quiet:
+            click.echo(
+                f"batchtts: using the bundled local server at {server.base_url} "
+                f"(engine: {server.engine_name}); the audio is local, not from the Waves API",
+                err=True,
+            )
+        yield server.base_url, LOCAL_KEY
 
 
 @click.command()
-def run() -> None:
-    """Not written yet."""
-    raise click.ClickException("not implemented yet")
+@click.argument("manifest", type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder: audio files, results manifest, journal.")
+@click.option("--results", "results_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Results manifest path (.parquet, .csv or .jsonl). Default: OUT/results.parquet.")
+@manifest_options
+@request_default_options
+@click.option("--file-format", type=click.Choice(["wav", "flac", "raw"]), default="wav", show_default=True,
+              help="How PCM audio is stored.")
+@click.option("--base-url", envvar="BATCHTTS_BASE_URL", default=DEFAULT_BASE_URL, show_default=True,
+              help="API endpoint (env BATCHTTS_BASE_URL).")
+@click.option("--api-key-file", type=click.Path(dir_okay=False, path_type=Path),
+              help=f"File holding the API key (else env {KEY_ENV}).")
+@click.option("--local", is_flag=True, help="Run against the bundled local server, started in-process (no key).")
+@click.option("--engine", type=click.Choice(["auto", "synthetic", "espeak"]), default="auto", show_default=True,
+              help="Local server engine, with --local.")
+@click.option("--concurrency", type=click.IntRange(1, 1024), default=4, show_default=True,
+              help="Streams in flight at most.")
+@click.option("--rate", callback=_rate, metavar="N/s|N/min|N/h", help="Pace request starts to at most N per period.")
+@click.option("--adaptive/--no-adaptive", default=True, show_default=True,
+              help="Slow the whole job down on 429s (AIMD), then speed back up.")
+@click.option("--max-attempts", type=click.IntRange(1, 100), default=5, show_default=True,
+              help="Attempts per row, the first included.")
+@click.option("--max-backoff", type=click.FloatRange(0), default=60.0, show_default=True,
+              help="Longest wait between attempts, seconds.")
+@click.option("--timeout", type=click.FloatRange(0.1), default=30.0, show_default=True,
+              help="Idle read timeout of one attempt, seconds.")
+@click.option("--connect-timeout", type=click.FloatRange(0.1), default=10.0, show_default=True,
+              help="Connect timeout, seconds.")
+@click.option("--progress", "progress_mode", type=click.Choice(["auto", "live", "plain", "off"]), default="auto",
+              show_default=True, help="Live display on a terminal, plain lines elsewhere.")
+@click.option("--no-progress", is_flag=True, help="Same as --progress off.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
+@click.option("-v", "--verbose", count=True, help="More detail: -v each failed row, -vv every row.")
+@click.option("--backoff-scale", type=float, default=1.0, hidden=True, help="Tests: scale every retry wait.")
+def run(
+    manifest: Path,
+    out_dir: Path,
+    results_path: Path | None,
+    file_format: str,
+    base_url: str,
+    api_key_file: Path | None,
+    local: bool,
+    engine: str,
+    concurrency: int,
+    rate: Any,
+    adaptive: bool,
+    max_attempts: int,
+    max_backoff: float,
+    timeout: float,
+    connect_timeout: float,
+    progress_mode: str,
+    no_progress: bool,
+    quiet: bool,
+    verbose: int,
+    backoff_scale: float,
+    **options: Any,
+) -> None:
+    """Synthesize every row of MANIFEST into OUT, one audio file per row.
+
+    \b
+    Example:
+      batchtts run lines.csv --out out/ --voice-id emily --concurrency 8 --rate 300/min
+      batchtts run lines.csv --out out/ --local        # no key, bundled local server
+    """
+    from batchtts.client import ApiKey, WavesClient
+    from batchtts.errors import ManifestError
+    from batchtts.progress import make_progress
+    from batchtts.retry import RetryPolicy
+    from batchtts.runner import EXIT_USAGE, JobSpec, Runner
+    from batchtts.summary import print_summary
+
+    logging.basicConfig(level=logging.WARNING - 10 * verbose, format="batchtts: %(message)s", stream=sys.stderr)
+    text_column, id_column = options.pop("text_column"), options.pop("id_column")
+    spec = JobSpec(
+        manifest=manifest,
+        out_dir=out_dir,
+        results_path=results_path,
+        text_column=text_column,
+        id_column=id_column,
+        defaults=request_defaults_from(options),
+        file_format=file_format,
+        concurrency=concurrency,
+        rate=rate,
+        adaptive=adaptive,
+        retry=RetryPolicy(max_attempts=max_attempts, max_backoff=max_backoff, time_scale=backoff_scale),
+    )
+    import anyio
+
+    from batchtts.errors import UsageError
+    from batchtts.results import results_format
+
+    try:
+        results_format(spec.results)
+    except UsageError as exc:
+        raise click.UsageError(str(exc)) from None
+    with _endpoint(local, engine, base_url, api_key_file, quiet) as (url, key):
+        secret = ApiKey(key)
+        client = WavesClient(url, secret, idle_timeout=timeout, connect_timeout=connect_timeout,
+                             max_connections=concurrency)
+
+        def redact(text: str) -> str:
+            return text.replace(key, "********") if key else text
+
+        progress_placeholder = make_progress("off", None)
+        runner = Runner(spec, client, progress_placeholder, redact=redact)
+        try:
+            opened = runner.open_manifest()
+        except ManifestError as exc:
+            click.echo(f"batchtts: error: {exc}", err=True)
+            sys.exit(EXIT_USAGE)
+        mode = "off" if (no_progress or quiet) else progress_mode
+        runner.progress = make_progress(mode, opened.count_rows())
+
+        async def main() -> Any:
+            try:
+                runner.progress.start()
+                return await runner.run(opened)
+            finally:
+                runner.progress.stop()
+                await client.aclose()
+
+        try:
+            summary = anyio.run(main)
+        except ManifestError as exc:
+            click.echo(f"batchtts: error: {redact(str(exc))}", err=True)
+            sys.exit(EXIT_USAGE)
+    if not quiet or summary.exit_code not in (0, 1):
+        print_summary(summary, out_dir, local=local)
+    sys.exit(summary.exit_code)

@@ -1,0 +1,241 @@
+"""One synthesis attempt: POST, stream SSE frames, decode, classify the outcome.
+
+The client promises nothing the API page does not: frames and lines may be
+split across reads (httpx-sse reassembles them as the HTML standard says),
+chunks may split a sample (the sink carries odd bytes), and an attempt counts
+as a success only when ``{"done": true}`` arrives. Every other ending raises an
+:class:`~batchtts.errors.AttemptError` subclass that says whether to retry.
+"""
+
+from __future__ import annotations
+
+import binascii
+import email.utils
+import json
+import time
+from base64 import b64decode
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Protocol
+
+import httpx
+from httpx_sse import EventSource
+
+from batchtts import __version__
+from batchtts.errors import (
+    AttemptError,
+    AuthRejected,
+    NetworkError,
+    RateLimited,
+    RequestRejected,
+    ServerError,
+    StreamIncomplete,
+)
+from batchtts.request import TtsRequest
+
+LIVE_PATH = "/waves/v1/tts/live"
+_MAX_ERROR_BODY = 4096
+
+
+class ChunkWriter(Protocol):
+    def write(self, chunk: bytes) -> None: ...
+
+
+@dataclass(slots=True)
+class AttemptOutcome:
+    """What a successful attempt measured."""
+
+    http_status: int
+    server_request_id: str | None
+    ttfb_ms: float | None
+    total_ms: float
+    audio_bytes: int
+
+
+class ApiKey:
+    """A secret that never shows itself in a repr, a log line or a traceback."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "ApiKey('********')"
+
+    __str__ = __repr__
+
+
+class WavesClient:
+    """A pooled HTTP client for the streaming route; one per job."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: ApiKey,
+        *,
+        idle_timeout: float = 30.0,
+        connect_timeout: float = 10.0,
+        max_connections: int = 100,
+    ) -> None:
+        self._url = base_url.rstrip("/") + LIVE_PATH
+        self._auth = f"Bearer {api_key.reveal()}"
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(idle_timeout, connect=connect_timeout),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            headers={"User-Agent": f"batchtts/{__version__}"},
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def synthesize(
+        self,
+        request: TtsRequest,
+        sink: ChunkWriter,
+        *,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> AttemptOutcome:
+        """Stream one request into ``sink``; raise an AttemptError on any failure."""
+        started = clock()
+        headers = {
+            "Authorization": self._auth,
+            "Accept": "text/event-stream",
+            "Cache-Control": "no-store",
+        }
+        try:
+            async with self._http.stream("POST", self._url, json=request.to_body(), headers=headers) as response:
+                server_request_id = response.headers.get("x-request-id")
+                if response.status_code != 200:
+                    body = await _read_bounded(response)
+                    raise classify_http_error(response, body, server_request_id)
+                ttfb_ms, audio_bytes = await _consume_stream(response, sink, started, clock, server_request_id)
+        except AttemptError:
+            raise
+        except httpx.TimeoutException as exc:
+            raise NetworkError(f"timed out ({type(exc).__name__})") from None
+        except httpx.RemoteProtocolError:
+            raise StreamIncomplete("connection cut mid-stream") from None
+        except httpx.TransportError as exc:
+            raise NetworkError(f"network error ({type(exc).__name__})") from None
+        return AttemptOutcome(
+            http_status=200,
+            server_request_id=server_request_id,
+            ttfb_ms=ttfb_ms,
+            total_ms=(clock() - started) * 1000.0,
+            audio_bytes=audio_bytes,
+        )
+
+
+async def _consume_stream(
+    response: httpx.Response,
+    sink: ChunkWriter,
+    started: float,
+    clock: Callable[[], float],
+    server_request_id: str | None,
+) -> tuple[float | None, int]:
+    """Feed every audio frame to the sink; return (ttfb_ms, bytes) once done arrives."""
+    content_type = response.headers.get("content-type", "")
+    if "text/event-stream" not in content_type:
+        raise StreamIncomplete(
+            f"expected text/event-stream, got {content_type or 'no content type'}",
+            http_status=200,
+            server_request_id=server_request_id,
+        )
+    ttfb_ms: float | None = None
+    audio_bytes = 0
+
+    def incomplete(message: str) -> StreamIncomplete:
+        return StreamIncomplete(message, http_status=200, server_request_id=server_request_id)
+
+    async for event in EventSource(response).aiter_sse():
+        if not event.data and event.event != "error":
+            # The HTML standard dispatches no event with an empty data buffer;
+            # httpx-sse yields one for a lone id:/retry: block. Skip it.
+            continue
+        if event.event == "error":
+            raise incomplete(f"error event: {_error_message(event.data)}")
+        try:
+            payload = json.loads(event.data)
+        except ValueError:
+            raise incomplete("undecodable frame: data is not JSON") from None
+        if not isinstance(payload, dict):
+            raise incomplete("undecodable frame: data is not a JSON object")
+        if payload.get("done") is True:
+            return ttfb_ms, audio_bytes
+        audio = payload.get("audio")
+        if audio is None:
+            continue  # a frame of another kind; nothing promised about it
+        if not isinstance(audio, str):
+            raise incomplete("undecodable frame: audio is not a string")
+        try:
+            chunk = b64decode(audio, validate=True)
+        except (binascii.Error, ValueError):
+            raise incomplete("undecodable frame: audio is not valid base64") from None
+        if chunk:
+            if ttfb_ms is None:
+                ttfb_ms = (clock() - started) * 1000.0
+            sink.write(chunk)
+            audio_bytes += len(chunk)
+    raise incomplete("stream ended without the done frame")
+
+
+async def _read_bounded(response: httpx.Response) -> bytes:
+    body = b""
+    async for part in response.aiter_bytes():
+        body += part
+        if len(body) >= _MAX_ERROR_BODY:
+            break
+    return body[:_MAX_ERROR_BODY]
+
+
+def _error_message(data: str | bytes) -> str:
+    """The API's TtsError message when the body is one, else a short excerpt."""
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        payload = None
+    if isinstance(payload, dict):
+        message = payload.get("message") or payload.get("error")
+        if message:
+            return str(message)
+    excerpt = " ".join(text.split())[:200]
+    return excerpt or "no message"
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Retry-After as seconds: a number, or an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+
+
+def classify_http_error(response: httpx.Response, body: bytes, server_request_id: str | None) -> AttemptError:
+    """Map a non-200 answer to the error class that decides what happens next."""
+    status = response.status_code
+    message = f"HTTP {status}: {_error_message(body)}"
+    retry_after = parse_retry_after(response.headers.get("retry-after"))
+    kwargs = {"http_status": status, "retry_after": retry_after, "server_request_id": server_request_id}
+    if status in (401, 403):
+        return AuthRejected(message, **kwargs)
+    if status == 429:
+        return RateLimited(message, **kwargs)
+    if status in (408, 409) or status >= 500:
+        return ServerError(message, **kwargs)
+    return RequestRejected(message, **kwargs)

@@ -1,0 +1,53 @@
+"""Which failed attempts are tried again, and how long to wait before each.
+
+Retried: every :class:`~batchtts.errors.TransientError` (408, 409, 429, 5xx,
+network errors, idle timeouts, incomplete streams). Waits are exponential with
+full jitter (tenacity's ``wait_random_exponential``), capped at ``max_backoff``;
+a server's Retry-After replaces the jittered wait when present (also capped).
+``time_scale`` shrinks every wait without changing which attempts happen, so
+tests exercise real retries in milliseconds (the idea of stamina's test mode).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import anyio
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from tenacity.wait import wait_base, wait_random_exponential
+
+from batchtts.errors import AttemptError, TransientError
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_attempts: int = 5
+    max_backoff: float = 60.0
+    initial_backoff: float = 0.5
+    time_scale: float = 1.0
+
+
+class _BackoffOrRetryAfter(wait_base):
+    def __init__(self, policy: RetryPolicy) -> None:
+        self._policy = policy
+        self._jitter = wait_random_exponential(multiplier=policy.initial_backoff, max=policy.max_backoff)
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        error = retry_state.outcome.exception() if retry_state.outcome else None
+        retry_after = error.retry_after if isinstance(error, AttemptError) else None
+        if retry_after is not None:
+            seconds = min(retry_after, self._policy.max_backoff)
+        else:
+            seconds = self._jitter(retry_state)
+        return seconds * self._policy.time_scale
+
+
+def retrying(policy: RetryPolicy) -> AsyncRetrying:
+    """An ``async for attempt in retrying(p): with attempt: ...`` loop."""
+    return AsyncRetrying(
+        stop=stop_after_attempt(policy.max_attempts),
+        wait=_BackoffOrRetryAfter(policy),
+        retry=retry_if_exception_type(TransientError),
+        sleep=anyio.sleep,
+        reraise=True,
+    )

@@ -1,0 +1,39 @@
+"""The end-of-job summary a person reads (the machine-readable one is summary.json)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from batchtts.progress import format_duration
+from batchtts.runner import JobSummary
+
+_NEXT_STEP = {
+    "auth": "the API rejected the key: check SMALLEST_API_KEY or --api-key-file, then rerun",
+    "interrupted": "interrupted: rerun the same command to finish the remaining rows",
+}
+
+
+def print_summary(summary: JobSummary, out_dir: Path, *, local: bool = False) -> None:
+    wall = summary.wall_seconds
+    speed = summary.rows / wall if wall > 0 else 0.0
+    hours = summary.audio_seconds / 3600
+    lines = [
+        f"batchtts: {summary.rows} rows: {summary.ok} ok, {summary.failed} failed "
+        f"in {format_duration(wall)} ({speed:.1f} rows/s)",
+        f"batchtts: {hours:.3f} h of audio ({format_duration(summary.audio_seconds)})"
+        f"{' from the local server' if local else ''}; "
+        f"{summary.retries} retries, {summary.rate_limited} rate-limited (429)",
+    ]
+    for row_id, reason in summary.failure_examples:
+        lines.append(f"batchtts:   failed {row_id!r}: {reason}")
+    if summary.failed > len(summary.failure_examples):
+        lines.append(f"batchtts:   ... and {summary.failed - len(summary.failure_examples)} more failed rows")
+    if summary.stopped:
+        advice = _NEXT_STEP.get(summary.stopped, summary.stopped)
+        detail = f" ({summary.stop_message})" if summary.stop_message else ""
+        lines.append(f"batchtts: stopped: {advice}{detail}")
+    lines.append(f"batchtts: audio in {out_dir}/, results in {summary.results_path}")
+    for line in lines:
+        click.echo(line, err=True)

@@ -1,0 +1,91 @@
+"""Shared helpers for the runner's end-to-end tests: run the CLI, read what it wrote."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import soundfile
+from click.testing import CliRunner, Result
+
+from batchtts.cli import main
+from batchtts.request import parse_request
+from batchtts.server.synthetic import SyntheticEngine
+
+TEST_KEY = "sk-test-0123456789abcdef"
+#: Waits between attempts shrunk a thousandfold: same attempts, milliseconds of sleep.
+FAST_BACKOFF = ["--backoff-scale", "0.001"]
+
+
+@dataclass
+class JobRun:
+    result: Result
+    out: Path
+
+    @property
+    def exit_code(self) -> int:
+        return self.result.exit_code
+
+    @property
+    def output(self) -> str:
+        return self.result.output
+
+    def results(self, name: str = "results.parquet") -> list[dict[str, Any]]:
+        return pq.read_table(self.out / name).to_pylist()
+
+    def by_id(self) -> dict[str, dict[str, Any]]:
+        return {r["id"]: r for r in self.results()}
+
+
+def run_job(
+    manifest: Path,
+    out: Path,
+    base_url: str | None,
+    *args: str,
+    key: str | None = TEST_KEY,
+    env: dict[str, str] | None = None,
+) -> JobRun:
+    """Run ``batchtts run`` in-process against ``base_url`` (None: use the args as given)."""
+    argv = ["run", str(manifest), "--out", str(out), "--progress", "off", *args]
+    if base_url is not None:
+        argv += ["--base-url", base_url]
+    environ = {"SMALLEST_API_KEY": key or "", "BATCHTTS_BASE_URL": ""}
+    environ.update(env or {})
+    result = CliRunner().invoke(main, argv, env=environ, catch_exceptions=False)
+    return JobRun(result, out)
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(c for c in row if c not in columns)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def expected_samples(**body: Any) -> np.ndarray:
+    """The int16 samples the synthetic engine means to send for this request body."""
+    body.setdefault("voice_id", "magnus")
+    return SyntheticEngine().synthesize(parse_request(body))
+
+
+def read_int16(path: Path) -> tuple[np.ndarray, int]:
+    data, rate = soundfile.read(path, dtype="int16")
+    return data, rate
+
+
+def leftover_temp_files(out: Path) -> list[Path]:
+    return [p for p in out.rglob("*") if p.is_file() and p.name.endswith(".part")]
