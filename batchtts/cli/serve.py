@@ -1,11 +1,132 @@
-"""`batchtts serve`."""
+"""`batchtts serve`: the local Waves-compatible server, in the foreground."""
 
 from __future__ import annotations
 
 import click
 
+from batchtts.server.config import DEFAULT_HOST, DEFAULT_PORT, FAULT_KINDS, SSE_STYLES
+from batchtts.server.engines import ENGINE_NAMES
+from batchtts.units import Rate, parse_rate
+
+
+def _rate(ctx: click.Context, param: click.Parameter, value: str | None) -> Rate | None:
+    if value is None:
+        return None
+    try:
+        return parse_rate(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+
+
+def _faults(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, float]:
+    from batchtts.server.faults import parse_fault
+
+    faults: dict[str, float] = {}
+    for value in values:
+        try:
+            kind, probability = parse_fault(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), ctx, param) from None
+        faults[kind] = probability
+    return faults
+
 
 @click.command()
-def serve() -> None:
-    """Not written yet."""
-    raise click.ClickException("not implemented yet")
+@click.option("--host", default=DEFAULT_HOST, show_default=True, help="Interface to listen on.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True,
+    help="Port to listen on (0 = any free port).",
+)
+@click.option(
+    "--api-key", envvar="BATCHTTS_SERVE_API_KEY", metavar="KEY",
+    help="Accept only 'Bearer KEY' (else any non-empty bearer token). Env: BATCHTTS_SERVE_API_KEY.",
+)
+@click.option(
+    "--engine", type=click.Choice(ENGINE_NAMES), default="auto", show_default=True,
+    help="Speech engine: auto = espeak when installed, else synthetic tones.",
+)
+@click.option(
+    "--rate", callback=_rate, metavar="N/s|N/min|N/h",
+    help="Account rate limit on request starts (429 over it).",
+)
+@click.option(
+    "--concurrency", type=click.IntRange(min=1), metavar="N",
+    help="Account limit on streams at once (429 over it).",
+)
+@click.option(
+    "--latency", type=click.FloatRange(min=0), default=0.1, show_default=True, metavar="SECONDS",
+    help="Delay before the first audio frame.",
+)
+@click.option(
+    "--chunk-ms", type=click.FloatRange(min=0, min_open=True), default=100.0, show_default=True, metavar="MS",
+    help="Milliseconds of audio per SSE chunk.",
+)
+@click.option(
+    "--realtime-factor", type=click.FloatRange(min=0), default=10.0, show_default=True, metavar="X",
+    help="Stream audio X times faster than real time (0 = unpaced).",
+)
+@click.option(
+    "--fault", "faults", multiple=True, callback=_faults, metavar="KIND:P",
+    help=f"Inject a fault with probability P per request; repeatable. KIND: {', '.join(FAULT_KINDS)}.",
+)
+@click.option("--seed", type=int, help="Seed of the fault draws, for reproducible runs.")
+@click.option(
+    "--sse-style", "sse_style", multiple=True, type=click.Choice(SSE_STYLES),
+    help="Vary the SSE layout within the standard to test client parsers; repeatable.",
+)
+def serve(
+    host: str,
+    port: int,
+    api_key: str | None,
+    engine: str,
+    rate: Rate | None,
+    concurrency: int | None,
+    latency: float,
+    chunk_ms: float,
+    realtime_factor: float,
+    faults: dict[str, float],
+    seed: int | None,
+    sse_style: tuple[str, ...],
+) -> None:
+    """Serve the Waves TTS API locally: same routes, no network, no credits.
+
+    \b
+    Example:
+      batchtts serve --port 8765 --rate 10/s --concurrency 4 --fault 503:0.05 --seed 1
+    """
+    from batchtts.server.config import ServerConfig
+    from batchtts.server.running import serve_forever
+
+    if {"cr", "crlf"} <= set(sse_style):
+        raise click.BadParameter("cr and crlf are exclusive", param_hint="'--sse-style'")
+    if api_key is not None and not api_key.strip():
+        raise click.BadParameter("must not be empty", param_hint="'--api-key'")
+    try:
+        config = ServerConfig(
+            api_key=api_key,
+            engine=engine,
+            rate=rate,
+            concurrency=concurrency,
+            latency=latency,
+            chunk_ms=chunk_ms,
+            realtime_factor=realtime_factor,
+            faults=faults,
+            seed=seed,
+            sse_style=frozenset(sse_style),
+            host=host,
+            port=port,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    from batchtts.server.engines import get_engine
+
+    try:
+        speech_engine = get_engine(engine)
+    except ValueError as exc:  # e.g. --engine espeak without the speech extra
+        raise click.BadParameter(str(exc), param_hint="'--engine'") from None
+    try:
+        serve_forever(config, announce=click.echo, engine=speech_engine)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    except KeyboardInterrupt:
+        pass

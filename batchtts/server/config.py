@@ -1,0 +1,99 @@
+"""Everything that shapes one local server: auth, engine, limits, faults, pacing, SSE layout.
+
+One frozen object, checked once, so the app, the in-process :class:`LocalServer`
+and the ``batchtts serve`` command all agree on what a setting means.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from batchtts.server.engines import ENGINE_NAMES
+from batchtts.units import Rate
+
+#: Fault kinds, in the order they are drawn for each request.
+FAULT_KINDS: tuple[str, ...] = ("500", "502", "503", "429", "drop", "nodone", "error-event", "bad-frame")
+
+#: Ways of laying out the SSE stream that the HTML standard allows (see ``sse.py``).
+SSE_STYLES: tuple[str, ...] = ("crlf", "cr", "comments", "ids", "nospace", "multiline", "split", "odd")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """The local server's settings; invalid values raise ValueError naming the setting."""
+
+    #: With a key, only ``Bearer <api_key>`` is accepted; without one, any non-empty token.
+    #: Kept out of repr() so logging a config never shows it.
+    api_key: str | None = field(default=None, repr=False)
+    #: ``auto`` (espeak when installed, else synthetic), ``synthetic`` or ``espeak``.
+    engine: str = "auto"
+    #: At most this many request starts per sliding window; None = unlimited.
+    rate: Rate | None = None
+    #: At most this many streams at once; None = unlimited.
+    concurrency: int | None = None
+    #: Seconds between receiving a request and its first audio.
+    latency: float = 0.1
+    #: Milliseconds of audio per SSE chunk.
+    chunk_ms: float = 100.0
+    #: Chunks are sent this many times faster than real time; 0 = as fast as possible.
+    realtime_factor: float = 10.0
+    #: Fault kind -> probability per request (0..1).
+    faults: dict[str, float] = field(default_factory=dict)
+    #: Seed of the fault draws; None = a fresh seed each start.
+    seed: int | None = None
+    #: SSE layout flags (``SSE_STYLES``); empty = the API page's exact layout.
+    sse_style: frozenset[str] = frozenset()
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINE_NAMES:
+            raise ValueError(f"engine: {self.engine!r} is not one of {', '.join(ENGINE_NAMES)}")
+        if self.api_key is not None and not self.api_key.strip():
+            raise ValueError("api_key: must not be empty")
+        if self.concurrency is not None and self.concurrency < 1:
+            raise ValueError(f"concurrency: {self.concurrency} must be at least 1")
+        if self.latency < 0:
+            raise ValueError(f"latency: {self.latency} must not be negative")
+        if self.chunk_ms <= 0:
+            raise ValueError(f"chunk_ms: {self.chunk_ms} must be positive")
+        if self.realtime_factor < 0:
+            raise ValueError(f"realtime_factor: {self.realtime_factor} must not be negative")
+        for kind, probability in self.faults.items():
+            if kind not in FAULT_KINDS:
+                raise ValueError(f"faults: unknown kind {kind!r}; choose from {', '.join(FAULT_KINDS)}")
+            if not 0.0 <= probability <= 1.0:
+                raise ValueError(f"faults: probability {probability} of {kind} is not within 0..1")
+        style = frozenset(self.sse_style)
+        unknown = sorted(style - set(SSE_STYLES))
+        if unknown:
+            raise ValueError(f"sse_style: unknown {', '.join(unknown)}; choose from {', '.join(SSE_STYLES)}")
+        if {"cr", "crlf"} <= style:
+            raise ValueError("sse_style: cr and crlf are exclusive (one line ending per stream)")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port: {self.port} is not within 0..65535")
+        # Own copies, so a caller's later edits cannot change a running server.
+        object.__setattr__(self, "faults", dict(self.faults))
+        object.__setattr__(self, "sse_style", style)
+
+    def describe_limits(self) -> str:
+        """Limits, faults and layout in one human line (never the key)."""
+        parts = [
+            f"auth: {'key required' if self.api_key else 'any bearer token'}",
+            f"rate: {self.rate or 'unlimited'}",
+            f"concurrency: {self.concurrency or 'unlimited'}",
+            f"latency: {self.latency:g}s",
+            f"chunks: {self.chunk_ms:g}ms at {self.realtime_factor:g}x real time"
+            if self.realtime_factor
+            else f"chunks: {self.chunk_ms:g}ms unpaced",
+        ]
+        active = {k: p for k, p in self.faults.items() if p > 0}
+        if active:
+            listed = ", ".join(f"{k}:{p:g}" for k, p in active.items())
+            parts.append(f"faults: {listed} (seed {self.seed if self.seed is not None else 'random'})")
+        if self.sse_style:
+            parts.append(f"sse style: {'+'.join(s for s in SSE_STYLES if s in self.sse_style)}")
+        return "; ".join(parts)
