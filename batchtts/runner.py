@@ -23,16 +23,17 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from batchtts.assembly import Assembly, ShapeOptions, Synthesized
 from batchtts.client import AttemptOutcome, WavesClient
 from batchtts.errors import AttemptError, AuthRejected, RateLimited
 from batchtts.ids import new_run_token, request_id_for
-from batchtts.layout import relative_audio_path, resolve_inside
+from batchtts.layout import resolve_inside
 from batchtts.limits import Throttle
 from batchtts.manifest import Manifest, open_manifest
 from batchtts.plan import PlannedRow, RowPlanner
 from batchtts.progress import ProgressReporter
 from batchtts.request import TtsRequest
-from batchtts.results import Journal, RowResult, utc_now_iso, write_journal_results
+from batchtts.results import Journal, RowResult, final_entries, utc_now_iso, write_journal_results
 from batchtts.retry import RetryPolicy, retrying
 from batchtts.sink import AudioSink, SinkResult, remove_stale_temp_files
 from batchtts.units import Rate
@@ -63,6 +64,8 @@ class JobSpec:
     adaptive: bool = True
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     grace_seconds: float = 10.0
+    #: Long texts, chapters, voice fan-out, folders, dataset index (batchtts.assembly).
+    shape: ShapeOptions = field(default_factory=ShapeOptions)
 
     @property
     def results(self) -> Path:
@@ -121,10 +124,18 @@ class Runner:
         self._out_dir = spec.out_dir.resolve()
         self._stopping = False
         self._journal: Journal | None = None
+        self._assembly: Assembly | None = None
+        if spec.shape.assembles:
+            self._assembly = Assembly(
+                spec.shape, self, out_dir=spec.out_dir, file_format=spec.file_format, concurrency=spec.concurrency
+            )
 
     def open_manifest(self) -> Manifest:
         """Read the manifest's schema; a ManifestError here means no request was sent."""
-        return open_manifest(self.spec.manifest, text_column=self.spec.text_column, id_column=self.spec.id_column)
+        manifest = open_manifest(self.spec.manifest, text_column=self.spec.text_column, id_column=self.spec.id_column)
+        if self._assembly is not None:
+            self._assembly.check_columns(manifest)
+        return manifest
 
     async def run(self, manifest: Manifest) -> JobSummary:
         started = time.monotonic()
@@ -142,16 +153,42 @@ class Runner:
                 with anyio.CancelScope() as work_scope:
                     self._work_scope = work_scope
                     await self._run_rows(manifest)
+                    if self._assembly is not None:
+                        await self._assembly.finish()
                 outer.cancel_scope.cancel()
         finally:
+            if self._assembly is not None:
+                self._assembly.record_unfinished()
             self._journal.close()
             self.summary.rate_limited = self._throttle.rate_limited
             self.summary.wall_seconds = time.monotonic() - started
             with anyio.CancelScope(shield=True):
                 self.summary.results_path = spec.results
-                write_journal_results(self._journal, spec.results, carried_columns=manifest.carried_columns)
+                write_journal_results(
+                    self._journal,
+                    spec.results,
+                    carried_columns=manifest.carried_columns,
+                    extra_columns=spec.shape.extra_columns,
+                )
+                self._write_metadata(manifest)
         self.summary.exit_code = self._exit_code()
         return self.summary
+
+    def _write_metadata(self, manifest: Manifest) -> None:
+        """--metadata: the dataset index of the ok files, from the results just written."""
+        if self.spec.shape.metadata is None or self._journal is None:
+            return
+        from batchtts.errors import ManifestError
+        from batchtts.metadata import write_metadata
+
+        try:
+            path, count = write_metadata(
+                self.spec.shape.metadata, self.spec.out_dir, final_entries(self._journal), manifest, self.spec.defaults
+            )
+        except ManifestError as exc:
+            log.error("no %s metadata: the manifest cannot be read again: %s", self.spec.shape.metadata, exc)
+            return
+        log.info("%s: %d file(s) listed", path, count)
 
     async def _run_rows(self, manifest: Manifest) -> None:
         send, receive = anyio.create_memory_object_stream[PlannedRow](self.spec.concurrency)
@@ -168,6 +205,9 @@ class Runner:
                 if self._stopping:
                     return
                 planned = planner.plan(row)
+                if self._assembly is not None:
+                    await self._assembly.submit(planned, send)
+                    continue
                 self.summary.rows += 1
                 if planned.request is None:
                     self._record_bad_row(planned)
@@ -180,7 +220,10 @@ class Runner:
             async for planned in receive:
                 if self._stopping:
                     return
-                await self._synthesize_row(planned)
+                if self._assembly is not None:
+                    await self._assembly.synthesize(planned)
+                else:
+                    await self._synthesize_row(planned)
 
     async def _synthesize_row(self, planned: PlannedRow) -> None:
         row, request = planned.row, planned.request
@@ -202,7 +245,9 @@ class Runner:
         self.summary.retries += max(0, last.attempts - 1)
         self._record(planned, request, last, error, started_at, final)
 
-    async def _attempt(self, request: TtsRequest, row_id: str, final: Path, last: _Attempted) -> None:
+    async def _attempt(
+        self, request: TtsRequest, row_id: str, final: Path, last: _Attempted, file_format: str | None = None
+    ) -> None:
         last.attempts += 1
         last.request_id = request_id_for(row_id, self._run_token, last.attempts)
         last.outcome = None
@@ -212,7 +257,7 @@ class Runner:
                 final,
                 output_format=request.output_format,
                 sample_rate=request.sample_rate,
-                file_format=self.spec.file_format,
+                file_format=file_format or self.spec.file_format,
             )
             try:
                 last.outcome = await self.client.synthesize(request.with_request_id(last.request_id), sink)
@@ -228,11 +273,43 @@ class Runner:
 
     def _final_path(self, row_id: str, request: TtsRequest) -> Path:
         extension = AudioSink.extension_for(request.output_format, self.spec.file_format)
-        final = resolve_inside(self._out_dir, relative_audio_path(row_id, extension))
+        final = resolve_inside(self._out_dir, self.spec.shape.audio_path(row_id, extension))
         if final.parent not in self._made_dirs:
             final.parent.mkdir(parents=True, exist_ok=True)
             self._made_dirs.add(final.parent)
         return final
+
+    # --- what the assembly (batchtts.assembly) uses ------------------------------
+
+    async def synthesize_file(self, request: TtsRequest, key: str, path: Path, file_format: str) -> Synthesized:
+        """One file (a part, a fan-out row) through the same throttle and retry loop as a row.
+
+        ``key`` names the request ids (:func:`batchtts.fanout.request_key`).
+        Never raises an AttemptError: the error comes back in the result.
+        """
+        last = _Attempted()
+        error: AttemptError | None = None
+        try:
+            async for attempt in retrying(self.spec.retry):
+                with attempt:
+                    await self._attempt(request, key, path, last, file_format=file_format)
+        except AuthRejected as exc:
+            error = exc
+            self._stop("auth", self._redact(exc.message), EXIT_AUTH)
+        except AttemptError as exc:
+            error = exc
+        self.summary.attempts += last.attempts
+        self.summary.retries += max(0, last.attempts - 1)
+        return Synthesized(last.request_id, last.attempts, last.outcome, last.sink, error)
+
+    def append_result(self, result: RowResult) -> None:
+        self._append(result)
+
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def redact(self, text: str) -> str:
+        return self._redact(text)
 
     def _record_bad_row(self, planned: PlannedRow) -> None:
         now = utc_now_iso()

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from batchtts.cli.options import manifest_options, request_default_options, request_defaults_from
+from batchtts.cli.shape_options import shape_from, shape_options
 
 DEFAULT_BASE_URL = "https://api.smallest.ai"
 KEY_ENV = "SMALLEST_API_KEY"
@@ -77,6 +78,7 @@ def _endpoint(local: bool, engine: str, base_url: str, api_key_file: Path | None
 @request_default_options
 @click.option("--file-format", type=click.Choice(["wav", "flac", "raw"]), default="wav", show_default=True,
               help="How PCM audio is stored.")
+@shape_options
 @click.option("--base-url", envvar="BATCHTTS_BASE_URL", default=DEFAULT_BASE_URL, show_default=True,
               help="API endpoint (env BATCHTTS_BASE_URL).")
 @click.option("--api-key-file", type=click.Path(dir_okay=False, path_type=Path),
@@ -142,14 +144,17 @@ def run(
 
     logging.basicConfig(level=logging.WARNING - 10 * verbose, format="batchtts: %(message)s", stream=sys.stderr)
     text_column, id_column = options.pop("text_column"), options.pop("id_column")
+    defaults = request_defaults_from(options)
+    shape = shape_from(options, defaults=defaults, file_format=file_format)
     spec = JobSpec(
         manifest=manifest,
         out_dir=out_dir,
         results_path=results_path,
         text_column=text_column,
         id_column=id_column,
-        defaults=request_defaults_from(options),
+        defaults=defaults,
         file_format=file_format,
+        shape=shape,
         concurrency=concurrency,
         rate=rate,
         adaptive=adaptive,
@@ -180,7 +185,8 @@ def run(
             click.echo(f"batchtts: error: {exc}", err=True)
             sys.exit(EXIT_USAGE)
         mode = "off" if (no_progress or quiet) else progress_mode
-        runner.progress = make_progress(mode, opened.count_rows())
+        total = opened.count_rows()
+        runner.progress = make_progress(mode, total * len(shape.voices or "x") if total is not None else None)
 
         async def main() -> Any:
             try:
