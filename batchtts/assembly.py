@@ -303,7 +303,10 @@ class Assembly:
         async with anyio.create_task_group() as group:
             for _ in range(min(len(texts), self._concurrency)):
                 group.start_soon(worker)
-        return [part for part in results if part is not None]
+        done = [part for part in results if part is not None]
+        if len(done) != len(texts):  # pragma: no cover - the task group would have raised
+            raise RuntimeError("a part was never synthesized")
+        return done
 
     async def _synthesize_part(
         self, row: Row, request: TtsRequest, texts: list[str], index: int, voice: str | None
@@ -386,6 +389,7 @@ class Assembly:
             if self.host.stopping():
                 return
             await self._finish_group(group, numeric)
+        await anyio.to_thread.run_sync(self._store.prune_empty_folders)
 
     async def _finish_group(self, group: _Group, numeric: bool) -> None:
         group.done = True

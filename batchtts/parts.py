@@ -97,5 +97,21 @@ class PartStore:
         self._info_path(fingerprint).unlink(missing_ok=True)
 
 
+    def prune_empty_folders(self) -> None:
+        """Remove the store's empty folders; call only when no part is being written."""
+        if not self.root.is_dir():
+            return
+        for folder in self.root.iterdir():
+            if folder.is_dir():
+                try:
+                    folder.rmdir()
+                except OSError:
+                    pass  # not empty: parts kept for a rerun
+        try:
+            self.root.rmdir()
+        except OSError:
+            pass
+
+
 def _text_or_none(value: object) -> str | None:
     return value if isinstance(value, str) else None
