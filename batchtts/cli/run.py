@@ -141,6 +141,8 @@ def run(
     from batchtts.summary import print_summary
 
     logging.basicConfig(level=logging.WARNING - 10 * verbose, format="batchtts: %(message)s", stream=sys.stderr)
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     text_column, id_column = options.pop("text_column"), options.pop("id_column")
     spec = JobSpec(
         manifest=manifest,
