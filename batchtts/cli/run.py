@@ -67,6 +67,19 @@ def _endpoint(local: bool, engine: str, base_url: str, api_key_file: Path | None
         yield server.base_url, LOCAL_KEY
 
 
+def _count_in_background(manifest: Any, progress: Any) -> None:
+    """Give the progress display a total (and so an ETA) without delaying the first request."""
+    import threading
+
+    def count() -> None:
+        try:
+            progress.total_known(manifest.scan_row_count())
+        except Exception:  # a broken row: the job itself will report it
+            pass
+
+    threading.Thread(target=count, name="batchtts-count-rows", daemon=True).start()
+
+
 @click.command()
 @click.argument("manifest", type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -183,6 +196,8 @@ def run(
             sys.exit(EXIT_USAGE)
         mode = "off" if (no_progress or quiet) else progress_mode
         runner.progress = make_progress(mode, opened.count_rows())
+        if mode != "off" and opened.count_rows() is None:
+            _count_in_background(opened, runner.progress)
 
         async def main() -> Any:
             try:
