@@ -118,7 +118,9 @@ class Runner:
         self.progress = progress
         self.summary = JobSummary()
         self._redact = redact
-        self._throttle = Throttle(spec.concurrency, spec.rate, adaptive=spec.adaptive)
+        self._throttle = Throttle(
+            spec.concurrency, spec.rate, adaptive=spec.adaptive, retry_after_scale=spec.retry.time_scale
+        )
         self._run_token = new_run_token()
         self._made_dirs: set[Path] = set()
         self._out_dir = spec.out_dir.resolve()

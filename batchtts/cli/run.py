@@ -68,6 +68,19 @@ def _endpoint(local: bool, engine: str, base_url: str, api_key_file: Path | None
         yield server.base_url, LOCAL_KEY
 
 
+def _count_in_background(manifest: Any, progress: Any, per_row: int = 1) -> None:
+    """Give the progress display a total (and so an ETA) without delaying the first request."""
+    import threading
+
+    def count() -> None:
+        try:
+            progress.total_known(manifest.scan_row_count() * per_row)
+        except Exception:  # a broken row: the job itself will report it
+            pass
+
+    threading.Thread(target=count, name="batchtts-count-rows", daemon=True).start()
+
+
 @click.command()
 @click.argument("manifest", type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -143,6 +156,8 @@ def run(
     from batchtts.summary import print_summary
 
     logging.basicConfig(level=logging.WARNING - 10 * verbose, format="batchtts: %(message)s", stream=sys.stderr)
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     text_column, id_column = options.pop("text_column"), options.pop("id_column")
     defaults = request_defaults_from(options)
     shape = shape_from(options, defaults=defaults, file_format=file_format)
@@ -185,8 +200,11 @@ def run(
             click.echo(f"batchtts: error: {exc}", err=True)
             sys.exit(EXIT_USAGE)
         mode = "off" if (no_progress or quiet) else progress_mode
+        per_row = len(shape.voices) or 1  # --voices: one result per (row, voice)
         total = opened.count_rows()
-        runner.progress = make_progress(mode, total * len(shape.voices or "x") if total is not None else None)
+        runner.progress = make_progress(mode, total * per_row if total is not None else None)
+        if mode != "off" and total is None:
+            _count_in_background(opened, runner.progress, per_row)
 
         async def main() -> Any:
             try:
