@@ -22,7 +22,16 @@ from batchtts.join import gap_frames
 from batchtts.request import is_valid_id
 from batchtts.results import results_schema
 from batchtts.textsplit import split_text
-from tests.runner_support import expected_samples, leftover_temp_files, read_int16, run_job, write_csv
+from batchtts.units import Rate
+from tests.runner_support import (
+    FAST_BACKOFF,
+    expected_samples,
+    leftover_temp_files,
+    read_int16,
+    run_job,
+    write_csv,
+)
+from tests.test_limits import max_in_window
 
 RATE = 8000
 LONG = (
@@ -84,6 +93,23 @@ def test_a_long_text_is_split_synthesized_in_parts_and_joined_exactly(tmp_path, 
     assert stats["max_concurrent_streams"] <= 3
     assert stored_parts(job.out) == []  # parts are dropped once their file is written
     assert leftover_temp_files(job.out) == []
+
+
+def test_parts_are_paced_and_retried_like_any_request(tmp_path, local_server):
+    server = local_server(rate=Rate(20, 1.0), faults={"503": 0.3}, seed=2)
+    manifest = write_csv(tmp_path / "m.csv", [{"id": "long", "text": LONG}])
+    job = run_job(manifest, tmp_path / "out", server.base_url, "--max-chars", "40", "--rate", "20/s",
+                  "--no-adaptive", "--concurrency", "6", "--max-attempts", "12", "--sample-rate", str(RATE),
+                  *FAST_BACKOFF)
+    assert job.exit_code == 0, job.output
+    stats = server.stats.snapshot()
+    texts = split_text(LONG, 40)
+    [record] = job.results()
+    assert stats["rate_limited"] == 0
+    assert max_in_window(stats["start_times"], 1.0) <= 20
+    assert stats["faults"]["503"] > 0
+    assert record["attempts"] == len(texts) + stats["faults"]["503"]
+    assert np.array_equal(read_int16(job.out / record["path"])[0], joined(texts, 0))
 
 
 def test_keep_parts_keeps_them_and_results_in_csv_hold_the_part_ids_as_json(tmp_path, local_server):
