@@ -1,7 +1,7 @@
 """One synthesis attempt: POST, stream SSE frames, decode, classify the outcome.
 
 The client promises nothing the API page does not: frames and lines may be
-split across reads (httpx-sse reassembles them as the HTML standard says),
+split across reads (:mod:`batchtts.sse` reassembles them as the HTML standard says),
 chunks may split a sample (the sink carries odd bytes), and an attempt counts
 as a success only when ``{"done": true}`` arrives. Every other ending raises an
 :class:`~batchtts.errors.AttemptError` subclass that says whether to retry.
@@ -13,14 +13,15 @@ import binascii
 import email.utils
 import json
 import time
-from base64 import b64decode
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Protocol
 
+import anyio
 import httpx
-from httpx_sse import EventSource
+import orjson
+import pybase64
 
 from batchtts import __version__
 from batchtts.errors import (
@@ -33,9 +34,15 @@ from batchtts.errors import (
     StreamIncomplete,
 )
 from batchtts.request import TtsRequest
+from batchtts.sse import SseDecoder
 
 LIVE_PATH = "/waves/v1/tts/live"
 _MAX_ERROR_BODY = 4096
+#: After the done frame: how long and how much to read for the connection's sake.
+_DRAIN_SECONDS = 1.0
+_DRAIN_LIMIT = 1 << 16
+#: Connections per httpx pool (see WavesClient).
+POOL_CONNECTIONS = 16
 
 
 class ChunkWriter(Protocol):
@@ -71,7 +78,14 @@ class ApiKey:
 
 
 class WavesClient:
-    """A pooled HTTP client for the streaming route; one per job."""
+    """A pooled HTTP client for the streaming route; one per job.
+
+    The connections are spread over several small httpx pools rather than one
+    big one, and each attempt takes the least busy pool. httpcore's pool walks
+    all of its connections (and polls each idle socket) on every request start
+    and end, so one pool of 256 connections costs several times more CPU per
+    row than 16 pools of 16 (encode/httpcore#1035; BENCHMARKS.md has the figures).
+    """
 
     def __init__(
         self,
@@ -84,14 +98,25 @@ class WavesClient:
     ) -> None:
         self._url = base_url.rstrip("/") + LIVE_PATH
         self._auth = f"Bearer {api_key.reveal()}"
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(idle_timeout, connect=connect_timeout),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-            headers={"User-Agent": f"batchtts/{__version__}"},
-        )
+        pools = max(1, -(-max_connections // POOL_CONNECTIONS))
+        per_pool = -(-max_connections // pools)
+        self._pools = [
+            httpx.AsyncClient(
+                timeout=httpx.Timeout(idle_timeout, connect=connect_timeout),
+                limits=httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool),
+                headers={"User-Agent": f"batchtts/{__version__}"},
+            )
+            for _ in range(pools)
+        ]
+        self._busy = [0] * pools  # attempts in flight per pool
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        for pool in self._pools:
+            await pool.aclose()
+
+    def _least_busy(self) -> int:
+        busy = self._busy
+        return busy.index(min(busy))
 
     async def synthesize(
         self,
@@ -107,13 +132,19 @@ class WavesClient:
             "Accept": "text/event-stream",
             "Cache-Control": "no-store",
         }
+        pool = self._least_busy()
+        self._busy[pool] += 1
         try:
-            async with self._http.stream("POST", self._url, json=request.to_body(), headers=headers) as response:
+            async with self._pools[pool].stream(
+                "POST", self._url, json=request.to_body(), headers=headers
+            ) as response:
                 server_request_id = response.headers.get("x-request-id")
                 if response.status_code != 200:
                     body = await _read_bounded(response)
                     raise classify_http_error(response, body, server_request_id)
-                ttfb_ms, audio_bytes = await _consume_stream(response, sink, started, clock, server_request_id)
+                ttfb_ms, audio_bytes, done_at = await _consume_stream(
+                    response, sink, started, clock, server_request_id
+                )
         except AttemptError:
             raise
         except httpx.TimeoutException as exc:
@@ -122,11 +153,13 @@ class WavesClient:
             raise StreamIncomplete("connection cut mid-stream") from None
         except httpx.TransportError as exc:
             raise NetworkError(f"network error ({type(exc).__name__})") from None
+        finally:
+            self._busy[pool] -= 1
         return AttemptOutcome(
             http_status=200,
             server_request_id=server_request_id,
             ttfb_ms=ttfb_ms,
-            total_ms=(clock() - started) * 1000.0,
+            total_ms=(done_at - started) * 1000.0,
             audio_bytes=audio_bytes,
         )
 
@@ -137,8 +170,13 @@ async def _consume_stream(
     started: float,
     clock: Callable[[], float],
     server_request_id: str | None,
-) -> tuple[float | None, int]:
-    """Feed every audio frame to the sink; return (ttfb_ms, bytes) once done arrives."""
+) -> tuple[float | None, int, float]:
+    """Feed every audio frame to the sink; return (ttfb_ms, bytes, done time) once done arrives.
+
+    The hot path of a job: bytes from the socket go through the byte-level SSE
+    decoder, orjson and pybase64 (each several times cheaper than the standard
+    library's on these frames; see BENCHMARKS.md) and straight to the sink.
+    """
     content_type = response.headers.get("content-type", "")
     if "text/event-stream" not in content_type:
         raise StreamIncomplete(
@@ -152,36 +190,59 @@ async def _consume_stream(
     def incomplete(message: str) -> StreamIncomplete:
         return StreamIncomplete(message, http_status=200, server_request_id=server_request_id)
 
-    async for event in EventSource(response).aiter_sse():
-        if not event.data and event.event != "error":
-            # The HTML standard dispatches no event with an empty data buffer;
-            # httpx-sse yields one for a lone id:/retry: block. Skip it.
-            continue
-        if event.event == "error":
-            raise incomplete(f"error event: {_error_message(event.data)}")
-        try:
-            payload = json.loads(event.data)
-        except ValueError:
-            raise incomplete("undecodable frame: data is not JSON") from None
-        if not isinstance(payload, dict):
-            raise incomplete("undecodable frame: data is not a JSON object")
-        if payload.get("done") is True:
-            return ttfb_ms, audio_bytes
-        audio = payload.get("audio")
-        if audio is None:
-            continue  # a frame of another kind; nothing promised about it
-        if not isinstance(audio, str):
-            raise incomplete("undecodable frame: audio is not a string")
-        try:
-            chunk = b64decode(audio, validate=True)
-        except (binascii.Error, ValueError):
-            raise incomplete("undecodable frame: audio is not valid base64") from None
-        if chunk:
-            if ttfb_ms is None:
-                ttfb_ms = (clock() - started) * 1000.0
-            sink.write(chunk)
-            audio_bytes += len(chunk)
+    decoder = SseDecoder()
+    body = response.aiter_bytes()
+    async for data in body:
+        for event in decoder.feed(data):
+            if event.event == "error":
+                raise incomplete(f"error event: {_error_message(event.data)}")
+            if not event.data:
+                continue  # e.g. an event field with no data: nothing to decode
+            try:
+                payload = orjson.loads(event.data)
+            except orjson.JSONDecodeError:
+                raise incomplete("undecodable frame: data is not JSON") from None
+            if not isinstance(payload, dict):
+                raise incomplete("undecodable frame: data is not a JSON object")
+            if payload.get("done") is True:
+                done_at = clock()
+                await _finish_body(body)
+                return ttfb_ms, audio_bytes, done_at
+            audio = payload.get("audio")
+            if audio is None:
+                continue  # a frame of another kind; nothing promised about it
+            if not isinstance(audio, str):
+                raise incomplete("undecodable frame: audio is not a string")
+            try:
+                chunk = pybase64.b64decode(audio, validate=True)
+            except (binascii.Error, ValueError):
+                raise incomplete("undecodable frame: audio is not valid base64") from None
+            if chunk:
+                if ttfb_ms is None:
+                    ttfb_ms = (clock() - started) * 1000.0
+                sink.write(chunk)
+                audio_bytes += len(chunk)
     raise incomplete("stream ended without the done frame")
+
+
+async def _finish_body(body: AsyncIterator[bytes]) -> None:
+    """Read what follows the done frame, so the connection goes back to the pool.
+
+    After ``{"done": true}`` a server sends only the end of the chunked body;
+    reading it lets httpx keep the connection alive for the next row instead
+    of opening (and, over TLS, handshaking) a new one per row. The row has
+    succeeded already: a server that keeps talking or stalls here only costs
+    its connection, never the row.
+    """
+    received = 0
+    with anyio.move_on_after(_DRAIN_SECONDS):
+        try:
+            async for rest in body:
+                received += len(rest)
+                if received > _DRAIN_LIMIT:
+                    return
+        except (httpx.HTTPError, httpx.StreamError):
+            return
 
 
 async def _read_bounded(response: httpx.Response) -> bytes:
