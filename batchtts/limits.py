@@ -3,13 +3,10 @@
 Every request start goes through :meth:`Throttle.slot`: it waits for a free
 stream (the effective concurrency), then for the pacing schedule (GCRA, the
 virtual-scheduling form used by aiometer: starts are spaced one interval apart
-on a fixed schedule, so a late wake-up does not slow the pace down, and never
-burst to catch up after idling), then for the window guard (with ``--rate N/P``,
-a start waits until the start N before it is P + 10 ms old, so no window the server
-counts ever holds N+1), then for any Retry-After pause the API asked for. When
-the API answers 429 the whole job slows down: the concurrency and the pace are
-cut multiplicatively, then raised additively while requests succeed (AIMD, as
-TCP does), never above what the user set.
+on a fixed schedule, never bursting to catch up), then for any Retry-After pause
+the API asked for. When the API answers 429 the whole job slows down: the
+concurrency and the pace are cut multiplicatively, then raised additively while
+requests succeed (AIMD, as TCP does), never above what the user set.
 """
 
 from __future__ import annotations
@@ -32,14 +29,7 @@ log = logging.getLogger("batchtts")
 #: (a new connection's handshake, a late wake-up) never puts one start too many
 #: into any window the server counts: 20/s is paced as 20 per 1.01 s.
 WINDOW_ALLOWANCE = 0.01
-#: A start this share of an interval late keeps the fixed schedule, so a busy
-#: event loop's late wake-ups do not drift the pace down. (Drift, with no
-#: tolerance, measured 5% below the user's rate at 40/s with 16 streams.) The
-#: window guard below keeps the next start from catching up past the limit.
-LATENESS_TOLERANCE = 0.5
-#: The window guard remembers the last N start times; above this N it is off
-#: (the schedule's spacing alone then keeps the pace).
-MAX_WINDOW_STARTS = 100_000
+LATENESS_TOLERANCE = 0.0
 #: Multiplicative decrease on a 429: streams halve (as TCP's window), the pace
 #: drops by 30% (as CUBIC's beta) so the job keeps most of its speed.
 CONCURRENCY_DECREASE = 0.5
@@ -92,14 +82,6 @@ class Throttle:
         self._paused_until = 0.0
         self._last_decrease = -math.inf
         self._recent_starts: deque[float] = deque(maxlen=4096)
-        # The window guard: the user's rate says at most N starts in any window
-        # of the period, so start k waits until start k-N is a period (plus the
-        # allowance) old, whatever the schedule's tolerance let through.
-        self._window_span = (rate.period + WINDOW_ALLOWANCE) if rate else 0.0
-        window_count = int(rate.count) if rate else 0
-        self._window_starts: deque[float] | None = (
-            deque(maxlen=window_count) if 1 <= window_count <= MAX_WINDOW_STARTS else None
-        )
         self._rate_at_cut = self._max_rate or 1.0
         self._rate_before_cut = self._rate_at_cut
         self._sending = 0
@@ -138,37 +120,20 @@ class Throttle:
         async with self._pace_lock:
             while True:
                 now = self._clock()
-                start = self._earliest_start(now)
+                start = max(now, self._paused_until)
+                if self._rate:
+                    start = max(start, self._next_start)
                 if start <= now:
                     break
                 await anyio.sleep(start - now)
-            self._started(now)
+            if self._rate:
+                # GCRA: the next start is one interval after this one's actual
+                # time (LATENESS_TOLERANCE is 0: measured, even 3 ms of forgiven
+                # lateness let a busy event loop put 21 starts in a server's
+                # 1 s window). Costs ~2% of drift at 20/s; no burst after idling.
+                self._next_start = max(self._next_start, now - LATENESS_TOLERANCE) + 1.0 / self._rate
+            self._recent_starts.append(now)
             return now
-
-    def _earliest_start(self, now: float) -> float:
-        """When the next request may start: pace, Retry-After pause and the window guard."""
-        start = max(now, self._paused_until)
-        if self._rate:
-            start = max(start, self._next_start)
-        window = self._window_starts
-        if window is not None and len(window) == window.maxlen:
-            start = max(start, window[0] + self._window_span)
-        return start
-
-    def _started(self, now: float) -> None:
-        """Book a start made at ``now``."""
-        if self._rate:
-            # GCRA on a fixed schedule: a start up to half an interval late
-            # keeps the schedule (no drift), a later one restarts it from now
-            # (no burst after idling). The window guard stops the on-time start
-            # after a late one from putting N+1 starts in a window: measured,
-            # tolerance alone let a busy event loop put 21 starts in a
-            # server's 1 s window at 20/s.
-            interval = 1.0 / self._rate
-            self._next_start = max(self._next_start, now - interval * LATENESS_TOLERANCE) + interval
-        if self._window_starts is not None:
-            self._window_starts.append(now)
-        self._recent_starts.append(now)
 
     def on_success(self) -> None:
         """Additive increase: +1 stream per window of successes, pace up by a step."""
