@@ -7,10 +7,18 @@ synthesizes a row through the throttle (concurrency, pacing, adaptive backoff)
 with retries, streaming the audio into a sink that renames into place only when
 complete. Every finished row goes to the journal at once; the results manifest
 is written from the journal when the job ends, however it ends.
+
+Nightly reruns (see :mod:`batchtts.resume`): a row whose earlier result stands
+is recorded from the previous journal without a request. When the job stops
+early (a signal, a limit, a rejected key), the producer still goes over the
+rest of the manifest, sending nothing: it records earlier results that stand
+and marks every other row ``pending``, so the results describe the whole
+manifest. The folder is locked for the whole run (:mod:`batchtts.lock`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import time
@@ -26,15 +34,20 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from batchtts.client import AttemptOutcome, WavesClient
 from batchtts.errors import AttemptError, AuthRejected, RateLimited
 from batchtts.ids import new_run_token, request_id_for
-from batchtts.layout import relative_audio_path, resolve_inside
+from batchtts.errors import ManifestError
+from batchtts.layout import TEMP_NAME, relative_audio_path, resolve_inside
 from batchtts.limits import Throttle
+from batchtts.lock import job_lock
 from batchtts.manifest import Manifest, open_manifest
 from batchtts.plan import PlannedRow, RowPlanner
 from batchtts.progress import ProgressReporter
+from batchtts.report import SUMMARY_NAME, summary_document, write_summary_json
 from batchtts.request import TtsRequest
-from batchtts.results import Journal, RowResult, utc_now_iso, write_journal_results
+from batchtts.results import STATUS_OK, STATUS_PENDING, Journal, RowResult, utc_now_iso, write_journal_results
+from batchtts.resume import EarlierRuns, file_stamp, request_fingerprint
 from batchtts.retry import RetryPolicy, retrying
 from batchtts.sink import AudioSink, SinkResult, remove_stale_temp_files
+from batchtts.startgate import StartGate
 from batchtts.units import Rate
 
 log = logging.getLogger("batchtts")
@@ -43,6 +56,7 @@ EXIT_OK = 0
 EXIT_ROWS_FAILED = 1
 EXIT_USAGE = 2
 EXIT_AUTH = 3
+EXIT_STOPPED_BY_LIMIT = 4
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
 
@@ -63,6 +77,13 @@ class JobSpec:
     adaptive: bool = True
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     grace_seconds: float = 10.0
+    #: Resume: redo every row (``--force``); try earlier failures again (``--no-retry-failed`` keeps them).
+    force: bool = False
+    retry_failed: bool = True
+    #: Limits for schedulers (:mod:`batchtts.startgate`); None = no limit.
+    deadline_seconds: float | None = None
+    max_characters: int | None = None
+    limit: int | None = None
 
     @property
     def results(self) -> Path:
@@ -76,13 +97,24 @@ class JobSpec:
 @dataclass(slots=True)
 class JobSummary:
     rows: int = 0
-    ok: int = 0
+    ok: int = 0  # ok rows in the results, earlier results that stand included
     failed: int = 0
+    skipped: int = 0  # rows whose earlier result (ok, or failed with --no-retry-failed) stands: no request
+    reused_ok: int = 0  # the ok ones among them
+    pending: int = 0  # rows not started or not finished (a limit, a signal): the next run does them
     attempts: int = 0
     retries: int = 0
     rate_limited: int = 0
-    audio_seconds: float = 0.0
+    characters_sent: int = 0  # text characters of every attempt sent
+    audio_seconds: float = 0.0  # audio made by this run
+    audio_seconds_total: float = 0.0  # audio of every ok row in the results
+    ttfb_ms_sum: float = 0.0
+    total_ms_sum: float = 0.0
     wall_seconds: float = 0.0
+    started_at: str | None = None
+    finished_at: str | None = None
+    #: The run went over the whole manifest (the results describe all of it).
+    complete: bool = False
     stopped: str | None = None
     stop_message: str | None = None
     results_path: Path | None = None
@@ -119,8 +151,20 @@ class Runner:
         self._run_token = new_run_token()
         self._made_dirs: set[Path] = set()
         self._out_dir = spec.out_dir.resolve()
-        self._stopping = False
+        self._stopping = False  # no new row starts
+        self._abandoned = False  # a second signal: stop going over the manifest too
+        self._forced_exit: int | None = None
         self._journal: Journal | None = None
+        self._work_scope: anyio.CancelScope | None = None  # made in run(): it needs the event loop
+        self._earlier = EarlierRuns(
+            spec.state_dir, self._out_dir, force=spec.force, retry_failed=spec.retry_failed
+        )
+        self._gate = StartGate(
+            deadline_seconds=spec.deadline_seconds, max_characters=spec.max_characters, limit=spec.limit
+        )
+        #: Rows handed to the workers and not recorded yet, by row number; recorded pending at the end.
+        self._open: dict[int, PlannedRow] = {}
+        self._started_rows: set[int] = set()
 
     def open_manifest(self) -> Manifest:
         """Read the manifest's schema; a ManifestError here means no request was sent."""
@@ -129,57 +173,91 @@ class Runner:
     async def run(self, manifest: Manifest) -> JobSummary:
         started = time.monotonic()
         spec = self.spec
-        spec.state_dir.mkdir(parents=True, exist_ok=True)
-        removed = remove_stale_temp_files(spec.out_dir)
-        if removed:
-            log.warning("removed %d temporary file(s) left by an earlier run", removed)
-        journal_path = spec.state_dir / "journal.jsonl"
-        journal_path.unlink(missing_ok=True)
-        self._journal = Journal(journal_path)
-        try:
-            async with anyio.create_task_group() as outer:
-                outer.start_soon(self._watch_signals, outer)
-                with anyio.CancelScope() as work_scope:
-                    self._work_scope = work_scope
+        self.summary.started_at = utc_now_iso()
+        self._work_scope = anyio.CancelScope()  # may be cancelled (a signal) before the workers enter it
+        with job_lock(spec.state_dir, out_dir=spec.out_dir):
+            removed = remove_stale_temp_files(spec.out_dir) + _remove_stale_results_temp(spec)
+            if removed:
+                log.warning("removed %d temporary file(s) left by an earlier run", removed)
+            self._journal = self._earlier.open()
+            failure: BaseException | None = None
+            try:
+                async with anyio.create_task_group() as outer:
+                    outer.start_soon(self._watch_signals, outer)
                     await self._run_rows(manifest)
-                outer.cancel_scope.cancel()
-        finally:
-            self._journal.close()
-            self.summary.rate_limited = self._throttle.rate_limited
-            self.summary.wall_seconds = time.monotonic() - started
-            with anyio.CancelScope(shield=True):
-                self.summary.results_path = spec.results
-                write_journal_results(self._journal, spec.results, carried_columns=manifest.carried_columns)
-        self.summary.exit_code = self._exit_code()
+                    outer.cancel_scope.cancel()
+            except BaseException as exc:
+                failure = _single_error(exc)
+                if failure is exc:
+                    raise
+                raise failure from None  # a ManifestError from the producer, not a group of one
+            finally:
+                self._record_unfinished()
+                self._journal.close()
+                self.summary.rate_limited = self._throttle.rate_limited
+                with anyio.CancelScope(shield=True):
+                    self.summary.results_path = spec.results
+                    write_journal_results(self._journal, spec.results, carried_columns=manifest.carried_columns)
+                    self._earlier.finish(complete=self.summary.complete)
+                    self.summary.exit_code = self._exit_code(failure)
+                    self.summary.wall_seconds = time.monotonic() - started
+                    self.summary.finished_at = utc_now_iso()
+                    write_summary_json(spec.out_dir / SUMMARY_NAME, summary_document(self.summary, spec))
         return self.summary
 
     async def _run_rows(self, manifest: Manifest) -> None:
+        """The producer outlives the workers: after a stop it still records the rest of the manifest."""
         send, receive = anyio.create_memory_object_stream[PlannedRow](self.spec.concurrency)
-        async with anyio.create_task_group() as workers:
-            workers.start_soon(self._produce, manifest, send)
-            for _ in range(self.spec.concurrency):
-                workers.start_soon(self._work, receive.clone())
-            receive.close()
+        clones = [receive.clone() for _ in range(self.spec.concurrency)]
+        receive.close()
+        async with anyio.create_task_group() as rows:
+            rows.start_soon(self._produce, manifest, send)
+            try:
+                with self._work_scope:
+                    async with anyio.create_task_group() as workers:
+                        for clone in clones:
+                            workers.start_soon(self._work, clone)
+            finally:
+                for clone in clones:  # a producer blocked in send() wakes up: the workers are gone
+                    clone.close()
 
     async def _produce(self, manifest: Manifest, send: MemoryObjectSendStream[PlannedRow]) -> None:
         planner = RowPlanner(self.spec.defaults, track_duplicates=manifest.id_column is not None)
+        workers_gone = False
         async with send:
-            for row in manifest:
-                if self._stopping:
+            for count, row in enumerate(manifest, start=1):
+                if self._abandoned:
                     return
+                if count % 64 == 0:
+                    await anyio.sleep(0)  # let workers and the signal watcher run between long stretches
                 planned = planner.plan(row)
                 self.summary.rows += 1
                 if planned.request is None:
                     self._record_bad_row(planned)
-                    await anyio.sleep(0)  # let workers run between long stretches of bad rows
+                elif self._reuse_earlier(planned):
+                    pass
+                elif self._stopping or workers_gone:
+                    self._record_pending(planned)
                 else:
-                    await send.send(planned)
+                    self._open[row.number] = planned
+                    try:
+                        await send.send(planned)
+                    except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                        workers_gone = True  # stopped; the row stays open and is recorded pending at the end
+            self.summary.complete = True
 
     async def _work(self, receive: MemoryObjectReceiveStream[PlannedRow]) -> None:
         async with receive:
             async for planned in receive:
                 if self._stopping:
                     return
+                assert planned.request is not None
+                refusal = self._gate.admit(len(planned.request.text))
+                if refusal is not None:
+                    self._note_stop(refusal.reason, refusal.message, EXIT_STOPPED_BY_LIMIT)
+                    self._stopping = True
+                    return
+                self._started_rows.add(planned.row.number)
                 await self._synthesize_row(planned)
 
     async def _synthesize_row(self, planned: PlannedRow) -> None:
@@ -200,6 +278,7 @@ class Runner:
             error = exc
         self.summary.attempts += last.attempts
         self.summary.retries += max(0, last.attempts - 1)
+        self.summary.characters_sent += len(request.text) * last.attempts
         self._record(planned, request, last, error, started_at, final)
 
     async def _attempt(self, request: TtsRequest, row_id: str, final: Path, last: _Attempted) -> None:
@@ -225,6 +304,13 @@ class Runner:
                 sink.abort()
                 raise
             self._throttle.on_success()
+
+    def _fingerprint(self, request: TtsRequest) -> str:
+        return request_fingerprint(request, self.spec.file_format)
+
+    def _relative_path(self, row_id: str, request: TtsRequest) -> str:
+        extension = AudioSink.extension_for(request.output_format, self.spec.file_format)
+        return relative_audio_path(row_id, extension).as_posix()
 
     def _final_path(self, row_id: str, request: TtsRequest) -> Path:
         extension = AudioSink.extension_for(request.output_format, self.spec.file_format)
@@ -283,52 +369,163 @@ class Runner:
             voice_id=request.voice_id,
             started_at=started_at,
             finished_at=utc_now_iso(),
+            reused=False,
             carried=row.carried,
         )
         if ok and last.sink and last.sink.audio_seconds:
             self.summary.audio_seconds += last.sink.audio_seconds
-        self._append(result)
+        if outcome is not None:
+            self.summary.ttfb_ms_sum += outcome.ttfb_ms or 0.0
+            self.summary.total_ms_sum += outcome.total_ms
+        extra: dict[str, Any] = {"fingerprint": self._fingerprint(request)}
+        if ok:
+            extra.update(file_stamp(final) or {})
+        self._append(result, extra)
 
-    def _append(self, result: RowResult) -> None:
+    def _reuse_earlier(self, planned: PlannedRow) -> bool:
+        """Record the row's earlier result if it stands (resume); False: the row needs a request."""
+        row, request = planned.row, planned.request
+        assert request is not None
+        if not self._earlier.may_know(row.id):
+            return False
+        earlier = self._earlier.earlier_result(
+            row.id, self._fingerprint(request), self._relative_path(row.id, request)
+        )
+        if earlier is None:
+            return False
         assert self._journal is not None
-        self._journal.append(result)
-        if result.status == "ok":
+        entry = {**earlier, "row": row.number, "carried": row.carried, "reused": True}
+        self._journal.append_entry(entry, durable=False)  # the previous journal holds it until this run ends
+        self.summary.skipped += 1
+        self._count(entry["id"], entry.get("status"), entry.get("error"), entry.get("audio_seconds"))
+        if entry.get("status") == STATUS_OK:
+            self.summary.reused_ok += 1
+        self.progress.row_finished("skipped")
+        return True
+
+    def _record_pending(self, planned: PlannedRow, *, attempts: int = 0) -> None:
+        """A good row this run did not start, or did not finish: the next run does it."""
+        row, request = planned.row, planned.request
+        assert request is not None and self._journal is not None
+        self._open.pop(row.number, None)
+        cancelled = row.number in self._started_rows
+        why = self.summary.stop_message or self.summary.stopped or "the job stopped"
+        result = RowResult(
+            id=row.id,
+            row=row.number,
+            status=STATUS_PENDING,
+            attempts=attempts,
+            error=f"{'cancelled' if cancelled else 'not started'}: {why}",
+            sample_rate=request.sample_rate,
+            output_format=request.output_format,
+            voice_id=request.voice_id,
+            reused=False,
+            carried=row.carried,
+        )
+        # Only the known values (a pending row has few), and not durable: the next run starts it anyway.
+        entry = {name: value for name, value in result.to_entry().items() if value is not None}
+        self._journal.append_entry(entry, durable=False)
+        self.summary.pending += 1
+
+    def _record_unfinished(self) -> None:
+        """Rows handed to the workers that never finished (stopped, cancelled): pending."""
+        for number in sorted(self._open):
+            self._record_pending(self._open[number], attempts=1 if number in self._started_rows else 0)
+
+    def _append(self, result: RowResult, extra: dict[str, Any] | None = None) -> None:
+        assert self._journal is not None
+        self._open.pop(result.row, None)
+        self._journal.append(result, extra)
+        self._count(result.id, result.status, result.error, result.audio_seconds)
+        if result.status == STATUS_OK:
+            log.debug("row %s ok", result.id, extra={"event": "row_ok", "fields": {"row_id": result.id}})
+        else:
+            fields = {"row_id": result.id, "error": result.error, "http_status": result.http_status}
+            log.info("row %s failed: %s", result.id, result.error, extra={"event": "row_failed", "fields": fields})
+        self.progress.row_finished(result.status)
+
+    def _count(self, row_id: str, status: Any, error: Any, audio_seconds: Any) -> None:
+        if status == STATUS_OK:
             self.summary.ok += 1
+            if isinstance(audio_seconds, (int, float)):
+                self.summary.audio_seconds_total += audio_seconds
         else:
             self.summary.failed += 1
             if len(self.summary.failure_examples) < 5:
-                self.summary.failure_examples.append((result.id, result.error or "unknown"))
-            log.info("row %s failed: %s", result.id, result.error)
-        self.progress.row_finished(result.status)
+                self.summary.failure_examples.append((row_id, error or "unknown"))
 
-    def _stop(self, reason: str, message: str | None, exit_code: int) -> None:
-        """Stop at once (a rejected key): in-flight streams are cancelled."""
-        if self.summary.stopped is None:
+    def _note_stop(self, reason: str, message: str | None, exit_code: int, *, override: bool = False) -> None:
+        """Remember why the job stopped; the first reason wins unless ``override`` (a signal, a rejected key)."""
+        if self.summary.stopped is None or override:
             self.summary.stopped = reason
             self.summary.stop_message = message
             self._forced_exit = exit_code
+
+    def _stop(self, reason: str, message: str | None, exit_code: int) -> None:
+        """Stop at once (a rejected key): in-flight streams are cancelled."""
+        self._note_stop(reason, message, exit_code, override=True)
         self._stopping = True
+        self._cancel_work()
+
+    def _cancel_work(self) -> None:
+        assert self._work_scope is not None
         self._work_scope.cancel()
 
     async def _watch_signals(self, outer: TaskGroup) -> None:
-        """SIGINT/SIGTERM: stop new starts, let streams finish for a grace period, then cancel."""
+        """SIGINT/SIGTERM: stop new starts, let streams finish for a grace period, then cancel.
+
+        A second signal cancels the streams at once and stops going over the
+        rest of the manifest (the results then list only the rows reached).
+        """
+        signalled = False
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for signum in signals:
-                if self.summary.stopped is None:
-                    self.summary.stopped = "interrupted"
-                    self.summary.stop_message = f"received {signal.Signals(signum).name}"
-                    self._forced_exit = EXIT_SIGINT if signum == signal.SIGINT else EXIT_SIGTERM
+                if not signalled:
+                    signalled = True
+                    name = signal.Signals(signum).name
+                    code = EXIT_SIGINT if signum == signal.SIGINT else EXIT_SIGTERM
+                    self._note_stop("interrupted", f"received {name}", code, override=self.summary.stopped != "auth")
+                    log.warning("%s: no new rows start; rows in flight get %gs to finish", name,
+                                self.spec.grace_seconds)
                     self._stopping = True
                     outer.start_soon(self._cancel_after_grace)
                 else:
-                    self._work_scope.cancel()  # a second signal: stop now
+                    self._abandoned = True
+                    self._cancel_work()  # a second signal: stop now
 
     async def _cancel_after_grace(self) -> None:
         await anyio.sleep(self.spec.grace_seconds)
-        self._work_scope.cancel()
+        self._cancel_work()
 
-    def _exit_code(self) -> int:
-        forced = getattr(self, "_forced_exit", None)
-        if forced is not None:
-            return forced
+    def _exit_code(self, failure: BaseException | None = None) -> int:
+        if failure is not None and not isinstance(failure, Exception):
+            failure = None  # KeyboardInterrupt & co: the interpreter decides
+        if isinstance(failure, ManifestError):
+            self._note_stop("manifest", self._redact(str(failure)), EXIT_USAGE, override=True)
+        elif failure is not None:
+            self._note_stop("error", self._redact(f"{type(failure).__name__}: {failure}"), EXIT_ROWS_FAILED, override=True)
+        if self._forced_exit is not None:
+            return self._forced_exit
         return EXIT_ROWS_FAILED if self.summary.failed else EXIT_OK
+
+
+def _single_error(exc: BaseException) -> BaseException:
+    """The one exception inside (nested) task-group exception groups, or ``exc`` itself."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _remove_stale_results_temp(spec: JobSpec) -> int:
+    """A results manifest outside DIR leaves its temporary file next to itself if the job is killed."""
+    folder = spec.results.parent
+    if not folder.is_dir() or spec.results.resolve().is_relative_to(spec.out_dir.resolve()):
+        return 0
+    removed = 0
+    prefix = f".{spec.results.name}."
+    with contextlib.suppress(OSError):
+        for candidate in folder.iterdir():
+            if candidate.name.startswith(prefix) and TEMP_NAME.fullmatch(candidate.name):
+                candidate.unlink(missing_ok=True)
+                removed += 1
+    return removed
