@@ -132,10 +132,11 @@ class ResumeIndex:
             statuses.append(s)
             positions.append(p)
             base += path.stat().st_size if path.exists() else 0
-        key_a = np.concatenate([np.frombuffer(k, dtype=np.int64) for k in keys]) if keys else np.empty(0, np.int64)
-        fp_a = np.concatenate([np.frombuffer(f, dtype=np.uint64) for f in fps]) if fps else np.empty(0, np.uint64)
-        st_a = np.concatenate([np.frombuffer(s, dtype=np.uint8) for s in statuses]) if statuses else np.empty(0, np.uint8)
-        pos_a = np.concatenate([np.frombuffer(p, dtype=np.int64) for p in positions]) if positions else np.empty(0, np.int64)
+        def joined(parts: list[Any], dtype: Any) -> Any:
+            return np.concatenate([np.frombuffer(part, dtype=dtype) for part in parts]) if parts else np.empty(0, dtype)
+
+        key_a, fp_a = joined(keys, np.int64), joined(fps, np.uint64)
+        st_a, pos_a = joined(statuses, np.uint8), joined(positions, np.int64)
         order = np.lexsort((pos_a, key_a))  # by id digest, then position: the last of each group is the latest
         key_s = key_a[order]
         last = np.ones(len(order), dtype=bool)

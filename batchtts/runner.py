@@ -32,9 +32,8 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from batchtts.client import AttemptOutcome, WavesClient
-from batchtts.errors import AttemptError, AuthRejected, RateLimited
+from batchtts.errors import AttemptError, AuthRejected, ManifestError, RateLimited
 from batchtts.ids import new_run_token, request_id_for
-from batchtts.errors import ManifestError
 from batchtts.layout import TEMP_NAME, relative_audio_path, resolve_inside
 from batchtts.limits import Throttle
 from batchtts.lock import job_lock
@@ -43,7 +42,14 @@ from batchtts.plan import PlannedRow, RowPlanner
 from batchtts.progress import ProgressReporter
 from batchtts.report import SUMMARY_NAME, summary_document, write_summary_json
 from batchtts.request import TtsRequest
-from batchtts.results import STATUS_OK, STATUS_PENDING, Journal, RowResult, utc_now_iso, write_journal_results
+from batchtts.results import (
+    STATUS_OK,
+    STATUS_PENDING,
+    Journal,
+    RowResult,
+    utc_now_iso,
+    write_journal_results,
+)
 from batchtts.resume import EarlierRuns, file_stamp, request_fingerprint
 from batchtts.retry import RetryPolicy, retrying
 from batchtts.sink import AudioSink, SinkResult, remove_stale_temp_files
@@ -503,7 +509,8 @@ class Runner:
         if isinstance(failure, ManifestError):
             self._note_stop("manifest", self._redact(str(failure)), EXIT_USAGE, override=True)
         elif failure is not None:
-            self._note_stop("error", self._redact(f"{type(failure).__name__}: {failure}"), EXIT_ROWS_FAILED, override=True)
+            message = self._redact(f"{type(failure).__name__}: {failure}")
+            self._note_stop("error", message, EXIT_ROWS_FAILED, override=True)
         if self._forced_exit is not None:
             return self._forced_exit
         return EXIT_ROWS_FAILED if self.summary.failed else EXIT_OK

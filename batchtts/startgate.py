@@ -44,7 +44,8 @@ class StartGate:
     def admit(self, characters: int) -> Refusal | None:
         """Count a row of ``characters`` as started, or say which limit refuses it."""
         if self._deadline is not None and self._clock() >= self._deadline:
-            return Refusal("deadline", f"the deadline (--deadline {format_duration(self._deadline_seconds or 0)}) passed")
+            shown = format_duration(self._deadline_seconds or 0)
+            return Refusal("deadline", f"the deadline (--deadline {shown}) passed")
         if self.limit is not None and self.rows_started >= self.limit:
             return Refusal("limit", f"{self.limit} row(s) started (--limit {self.limit})")
         if self.max_characters is not None and self.characters_started + characters > self.max_characters:

@@ -28,8 +28,9 @@ def print_summary(summary: JobSummary, out_dir: Path, *, local: bool = False) ->
     lines = [
         f"batchtts: {summary.rows} rows: {summary.ok} ok, {summary.failed} failed{pending}{earlier} "
         f"in {format_duration(wall)} ({speed:.1f} rows/s)",
-        f"batchtts: {hours:.3f} h of audio ({format_duration(summary.audio_seconds)})"
-        f"{' from the local server' if local else ''}; "
+        f"batchtts: {hours:.3f} h of audio made ({format_duration(summary.audio_seconds)})"
+        f"{' by the local server' if local else ''}"
+        f"{f', {format_duration(summary.audio_seconds_total)} in all' if summary.skipped else ''}; "
         f"{summary.retries} retries, {summary.rate_limited} rate-limited (429)",
     ]
     for row_id, reason in summary.failure_examples:

@@ -114,7 +114,10 @@ def test_a_deleted_or_replaced_file_is_synthesized_again(tmp_path, local_server)
 def test_failed_rows_are_retried_unless_no_retry_failed(tmp_path, local_server):
     server = local_server()
     out = tmp_path / "out"
-    rows = [{"id": "good", "text": "Fine.", "voice_id": ""}, {"id": "bad", "text": "Unknown voice.", "voice_id": "nobody"}]
+    rows = [
+        {"id": "good", "text": "Fine.", "voice_id": ""},
+        {"id": "bad", "text": "Unknown voice.", "voice_id": "nobody"},  # the local server refuses it: 400
+    ]
     manifest = write_csv(tmp_path / "m.csv", rows)
     first = run_job(manifest, out, server.base_url)
     assert first.exit_code == 1 and first.by_id()["bad"]["http_status"] == 400
