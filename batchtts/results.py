@@ -3,8 +3,9 @@
 Rows finish in any order and a job may crash, so each finished row is appended
 to the journal at once (flushed per row, fsync'd in batches); the results
 manifest is written from the journal at the end, ordered by manifest row,
-whole or not at all (temp file + rename). A later run over the same output
-folder appends to the same journal, and the latest entry for each row wins.
+whole or not at all (temp file + rename). Reopening a journal appends to it,
+and the latest entry for each row wins; the runner gives each run a fresh
+journal and keeps the earlier one only while it needs it (:mod:`batchtts.resume`).
 """
 
 from __future__ import annotations
