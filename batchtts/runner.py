@@ -171,6 +171,7 @@ class Runner:
         #: Rows handed to the workers and not recorded yet, by row number; recorded pending at the end.
         self._open: dict[int, PlannedRow] = {}
         self._started_rows: set[int] = set()
+        self._manifest_error: ManifestError | None = None
 
     def open_manifest(self) -> Manifest:
         """Read the manifest's schema; a ManifestError here means no request was sent."""
@@ -186,30 +187,41 @@ class Runner:
             if removed:
                 log.warning("removed %d temporary file(s) left by an earlier run", removed)
             self._journal = self._earlier.open()
-            failure: BaseException | None = None
             try:
                 async with anyio.create_task_group() as outer:
+                    # The signal watcher outlives the rows: a signal while the results are written
+                    # waits for them instead of killing the process half-way.
                     outer.start_soon(self._watch_signals, outer)
-                    await self._run_rows(manifest)
-                    outer.cancel_scope.cancel()
+                    failure: BaseException | None = None
+                    try:
+                        await self._run_rows(manifest)
+                    except BaseException as exc:
+                        failure = _single_error(exc)
+                        raise
+                    finally:
+                        self._write_outputs(manifest, started, failure)
+                        outer.cancel_scope.cancel()
             except BaseException as exc:
-                failure = _single_error(exc)
-                if failure is exc:
+                single = _single_error(exc)
+                if single is exc:
                     raise
-                raise failure from None  # a ManifestError from the producer, not a group of one
-            finally:
-                self._record_unfinished()
-                self._journal.close()
-                self.summary.rate_limited = self._throttle.rate_limited
-                with anyio.CancelScope(shield=True):
-                    self.summary.results_path = spec.results
-                    write_journal_results(self._journal, spec.results, carried_columns=manifest.carried_columns)
-                    self._earlier.finish(complete=self.summary.complete)
-                    self.summary.exit_code = self._exit_code(failure)
-                    self.summary.wall_seconds = time.monotonic() - started
-                    self.summary.finished_at = utc_now_iso()
-                    write_summary_json(spec.out_dir / SUMMARY_NAME, summary_document(self.summary, spec))
+                raise single from None  # a ManifestError from the producer, not a group of one
         return self.summary
+
+    def _write_outputs(self, manifest: Manifest, started: float, failure: BaseException | None) -> None:
+        """Journal, results, summary.json: however the run ended (synchronous, so nothing cancels it)."""
+        assert self._journal is not None
+        spec = self.spec
+        self._record_unfinished()
+        self._journal.close()
+        self.summary.rate_limited = self._throttle.rate_limited
+        self.summary.results_path = spec.results
+        write_journal_results(self._journal, spec.results, carried_columns=manifest.carried_columns)
+        self._earlier.finish(complete=self.summary.complete)
+        self.summary.exit_code = self._exit_code(failure)
+        self.summary.wall_seconds = time.monotonic() - started
+        self.summary.finished_at = utc_now_iso()
+        write_summary_json(spec.out_dir / SUMMARY_NAME, summary_document(self.summary, spec))
 
     async def _run_rows(self, manifest: Manifest) -> None:
         """The producer outlives the workers: after a stop it still records the rest of the manifest."""
@@ -226,8 +238,19 @@ class Runner:
             finally:
                 for clone in clones:  # a producer blocked in send() wakes up: the workers are gone
                     clone.close()
+        if self._manifest_error is not None:
+            raise self._manifest_error
 
     async def _produce(self, manifest: Manifest, send: MemoryObjectSendStream[PlannedRow]) -> None:
+        """Damage deep in the manifest stops new starts; rows in flight still finish, then it is raised."""
+        try:
+            await self._produce_rows(manifest, send)
+        except ManifestError as exc:
+            self._manifest_error = exc
+            self._note_stop("manifest", self._redact(str(exc)), EXIT_USAGE, override=True)
+            self._stopping = True
+
+    async def _produce_rows(self, manifest: Manifest, send: MemoryObjectSendStream[PlannedRow]) -> None:
         planner = RowPlanner(self.spec.defaults, track_duplicates=manifest.id_column is not None)
         workers_gone = False
         async with send:
@@ -441,6 +464,7 @@ class Runner:
     def _append(self, result: RowResult, extra: dict[str, Any] | None = None) -> None:
         assert self._journal is not None
         self._open.pop(result.row, None)
+        self._started_rows.discard(result.row)
         self._journal.append(result, extra)
         self._count(result.id, result.status, result.error, result.audio_seconds)
         if result.status == STATUS_OK:

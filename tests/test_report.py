@@ -78,3 +78,17 @@ def test_json_progress_events(capsys):
     assert [e["event"] for e in events] == ["progress", "progress"]
     assert (events[-1]["done"], events[-1]["total"], events[-1]["ok"], events[-1]["skipped"]) == (2, 3, 1, 1)
     configure("text")
+
+
+def test_damage_deep_in_the_manifest_exits_2_with_results_and_summary(tmp_path, local_server):
+    server = local_server()
+    manifest = tmp_path / "m.jsonl"
+    good = "".join(json.dumps({"id": f"r{n}", "text": f"Row {n}."}) + "\n" for n in range(1, 1201))
+    manifest.write_text(good + "this line is not JSON\n", encoding="utf-8")  # past the 1,000-record sample
+    job = run_job(manifest, tmp_path / "out", server.base_url, "--limit", "2")
+    assert job.exit_code == 2
+    assert "line 1201 is not valid JSON" in job.output and "Traceback" not in job.output
+    report = summary(tmp_path / "out")
+    assert (report["exit_status"], report["stop_reason"], report["complete"]) == (2, "manifest", False)
+    assert (report["ok"], report["pending"], report["rows"]) == (2, 1198, 1200)
+    assert len(job.results()) == 1200  # the rows before the damage
