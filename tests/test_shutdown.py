@@ -11,6 +11,7 @@ import random
 import signal
 import time
 
+import pyarrow.parquet as pq
 import pytest
 
 from tests.nightly_support import (
@@ -125,3 +126,39 @@ def test_sigint_lets_rows_in_flight_finish_within_the_grace_period(tmp_path, loc
     assert report["ok"] + report["pending"] == 8
     assert temp_files(out) == []
     assert "received SIGINT" in (tmp_path / "int.err").read_text()
+
+
+def test_a_second_signal_cancels_rows_in_flight_at_once(tmp_path, local_server):
+    server = local_server(latency=0.05, realtime_factor=1.0, chunk_ms=50.0)  # ~3 s streams
+    rows = [{"id": f"long-{n}", "text": "A row long enough to be streaming for a while."} for n in range(4)]
+    manifest = write_csv(tmp_path / "m.csv", rows)
+    out = tmp_path / "out"
+    process = spawn_run(manifest, out, server.base_url, "--concurrency", "2", "--grace", "60", logs=tmp_path / "twice")
+    wait_until(lambda: server.stats.snapshot()["active_streams"] >= 2, what="streams in flight")
+    process.send_signal(signal.SIGTERM)
+    wait_until(lambda: "no new rows start" in (tmp_path / "twice.err").read_text(), what="the first signal seen")
+    process.send_signal(signal.SIGTERM)  # do not wait the 60 s of grace
+    assert finish(process) == 143
+    results = {r["id"]: r for r in pq.read_table(out / "results.parquet").to_pylist()}
+    # The streams (3 s) would have finished within the grace (60 s): the second signal cut them.
+    assert sum(r["status"] == "pending" and r["error"].startswith("cancelled") for r in results.values()) == 2
+    assert temp_files(out) == []
+    assert summary(out)["exit_status"] == 143
+
+
+def test_stale_temporary_files_are_removed_at_the_next_start(tmp_path, local_server):
+    """What a SIGKILL leaves behind: a partial audio file, a results and a summary temp file."""
+    server = local_server()
+    manifest = write_csv(tmp_path / "m.csv", ROWS[:2])
+    out, reports = tmp_path / "out", tmp_path / "reports"
+    (out / "audio").mkdir(parents=True)
+    reports.mkdir()
+    stale = [out / "audio" / ".row-00.wav.abcd1234.part", reports / ".results.csv.efgh5678.part",
+             out / ".summary.json.ijkl9012.part", out / ".batchtts" / ".journal.prev.jsonl.mnop3456.part"]  # fmt: skip
+    for path in stale:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"partial")
+    job = run_job(manifest, out, server.base_url, "--results", str(reports / "results.csv"))
+    assert job.exit_code == 0, job.output
+    assert temp_files(out, reports) == []
+    assert "removed 4 temporary file(s) left by an earlier run" in job.output
