@@ -45,6 +45,10 @@ TABLES: dict[str, tuple[str, ...]] = {
         "concurrency", "rate", "adaptive", "max-attempts", "max-backoff", "deadline", "max-characters", "limit",
         "grace",
     ),
+    "files": (
+        "max-chars", "join-gap-ms", "group-by", "order-by", "title-column", "voices", "keep-parts", "shard-dirs",
+        "metadata",
+    ),
     "resume": ("force", "retry-failed"),
     "log": ("progress", "no-progress", "quiet", "verbose", "log-format"),
 }  # fmt: skip

@@ -4,6 +4,11 @@ Layout of ``DIR`` (the ``--out`` folder)::
 
     DIR/
       audio/<name>.<ext>        one file per ok row
+      audio/<voice>/<name>.<ext>
+                                with --voices: one folder per voice
+      audio/<ab>/<cd>/<name>.<ext>
+                                with --shard-dirs 2: hashed subfolders
+      wavs/<name>.wav           with --metadata ljspeech, instead of audio/
       audio/.<name>.<ext>.<random>.part
                                 a file being written (renamed into place when complete)
       results.parquet           the results manifest (``--results`` may put it elsewhere)
@@ -30,6 +35,10 @@ from pathlib import Path, PurePosixPath
 
 #: Folder (relative to DIR) that holds the audio files.
 AUDIO_DIR = PurePosixPath("audio")
+#: The audio folder of the LJSpeech layout (``--metadata ljspeech``).
+LJSPEECH_AUDIO_DIR = PurePosixPath("wavs")
+#: Most levels of hashed subfolders (``--shard-dirs``): 256**4 folders is plenty.
+MAX_SHARD_LEVELS = 4
 #: Default results manifest name, relative to DIR.
 DEFAULT_RESULTS_NAME = "results.parquet"
 #: The journal, relative to DIR.
@@ -97,11 +106,41 @@ def audio_file_stem(row_id: str) -> str:
     return f"{prefix}{HASH_SEPARATOR}{id_hash(row_id)}"
 
 
-def relative_audio_path(row_id: str, extension: str) -> PurePosixPath:
-    """``audio/<name>.<extension>``, relative to the output folder (see :func:`audio_file_stem`)."""
+def relative_audio_path(
+    row_id: str,
+    extension: str,
+    *,
+    folder: PurePosixPath = AUDIO_DIR,
+    voice: str | None = None,
+    shard_levels: int = 0,
+) -> PurePosixPath:
+    """``audio/[<voice>/][<shards>/]<name>.<extension>``, relative to the output folder.
+
+    ``<name>`` is :func:`audio_file_stem` of ``row_id`` (a row id, or a group
+    name with ``--group-by``); ``<voice>`` is the voice's own safe name, so the
+    files of a voice fan-out never collide; ``<shards>`` is
+    :func:`shard_folders` of ``row_id``.
+    """
     if _EXTENSION.fullmatch(extension) is None:
         raise ValueError(f"bad file extension {extension!r}")
-    return AUDIO_DIR / f"{audio_file_stem(row_id)}.{extension}"
+    path = folder
+    if voice is not None:
+        path /= audio_file_stem(voice)
+    path = path.joinpath(*shard_folders(row_id, shard_levels))
+    return path / f"{audio_file_stem(row_id)}.{extension}"
+
+
+def shard_folders(row_id: str, levels: int) -> tuple[str, ...]:
+    """``levels`` folder names of two hex digits each, taken from :func:`id_hash` of ``row_id``.
+
+    With 256 folders per level, a million files spread to about 4,000 per
+    folder at one level and 15 at two. Reproducible outside batchtts: the
+    first ``2 * levels`` hex digits of ``printf '%s' "$ID" | sha256sum``.
+    """
+    if not 0 <= levels <= MAX_SHARD_LEVELS:
+        raise ValueError(f"shard levels must be 0 to {MAX_SHARD_LEVELS}, not {levels}")
+    digest = id_hash(row_id)
+    return tuple(digest[2 * level : 2 * level + 2] for level in range(levels))
 
 
 def resolve_inside(out_dir: Path, relative: PurePosixPath | str) -> Path:

@@ -94,6 +94,27 @@ class Manifest:
         """The number of data rows when the format records it (Parquet), else None."""
         return self._num_rows
 
+    def scan_row_count(self) -> int:
+        """Count the data rows by a quick pass (one column of a CSV, lines of a JSONL).
+
+        For the progress display's total and ETA; runs in a thread beside the
+        job, so a broken row is not this pass's business: it stops counting.
+        """
+        if self._num_rows is not None:
+            return self._num_rows
+        if self.format == "jsonl":
+            with self.path.open("rb") as handle:
+                return sum(1 for line in handle if line.strip())
+        import pyarrow.csv as pacsv
+
+        options = _csv_options(self.columns)
+        options["convert_options"].include_columns = [self.columns[0]]
+        count = 0
+        with pacsv.open_csv(self.path, **options) as reader:
+            for batch in reader:
+                count += batch.num_rows
+        return count
+
     def __iter__(self) -> Iterator[Row]:
         records = self._records()
         number = 0

@@ -60,6 +60,10 @@ class ProgressReporter:
     def limits_changed(self, state: ThrottleState) -> None:
         self.limits = state
 
+    def total_known(self, total: int) -> None:
+        """The row count arrived (a CSV or JSONL is counted beside the job)."""
+        self.total = total
+
     def _changed(self) -> None: ...
 
     def rows_per_second(self) -> float:
@@ -126,6 +130,11 @@ class LiveProgress(ProgressReporter):
 
     def stop(self) -> None:
         self._progress.stop()
+
+    def total_known(self, total: int) -> None:
+        super().total_known(total)
+        if self._task is not None:
+            self._progress.update(self._task, total=total)
 
     def _changed(self) -> None:
         if self._task is not None:

@@ -60,7 +60,13 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "finished_at",
     "reused",
 )
-_INT_COLUMNS = frozenset({"row", "attempts", "http_status", "audio_bytes", "sample_rate"})
+#: Columns only some jobs have, placed after the fixed ones: ``--max-chars`` adds
+#: the number of parts of each row's text and each part's request id.
+OPTIONAL_COLUMNS: tuple[str, ...] = ("parts", "part_request_ids")
+#: Journal-only key: a voice fan-out's index, so each (row, voice) keeps its own results row.
+VARIANT_KEY = "variant"
+_INT_COLUMNS = frozenset({"row", "attempts", "http_status", "audio_bytes", "sample_rate", "parts"})
+_LIST_COLUMNS = frozenset({"part_request_ids"})
 _FLOAT_COLUMNS = frozenset({"ttfb_ms", "total_ms", "audio_seconds"})
 _BOOL_COLUMNS = frozenset({"reused"})
 #: A carried column named like a fixed column is written as ``input_<name>``.
@@ -107,12 +113,16 @@ class RowResult:
     finished_at: str | None = None
     reused: bool | None = None  # True: an earlier run's result, kept without a request
     carried: dict[str, Any] = field(default_factory=dict)
+    #: Optional columns (:data:`OPTIONAL_COLUMNS`) and :data:`VARIANT_KEY`, when the job has them,
+    #: and journal-only keys: the resume fingerprint and file stamp (:mod:`batchtts.resume`).
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_entry(self) -> dict[str, Any]:
-        """The journal entry: every fixed column by name, carried values under ``"carried"``."""
+        """The journal entry: every fixed column by name, extras, carried values under ``"carried"``."""
         entry = {name: getattr(self, name) for name in RESULT_COLUMNS}
         if isinstance(self.path, PurePath):
             entry["path"] = self.path.as_posix()
+        entry.update(self.extra)
         entry["carried"] = self.carried
         return entry
 
@@ -142,12 +152,9 @@ class Journal:
         self._synced_at = time.monotonic()
         self._lock = threading.Lock()
 
-    def append(self, result: RowResult, extra: Mapping[str, Any] | None = None, *, durable: bool = True) -> None:
-        """Append one row's result; ``extra`` adds journal-only keys (e.g. the request fingerprint)."""
-        entry = result.to_entry()
-        if extra:
-            entry.update(extra)
-        self.append_entry(entry, durable=durable)
+    def append(self, result: RowResult, *, durable: bool = True) -> None:
+        """Append one row's result (see :meth:`append_entry` for ``durable``)."""
+        self.append_entry(result.to_entry(), durable=durable)
 
     def append_entry(self, entry: Mapping[str, Any], *, durable: bool = True) -> None:
         """Append a ready-made entry (e.g. one copied from an earlier run's journal).
@@ -211,33 +218,37 @@ class Journal:
 
 
 def final_entries(journal: Journal) -> Iterator[dict[str, Any]]:
-    """The latest entry for each manifest row, ordered by ``row``.
+    """The latest entry for each manifest row (and fan-out variant), ordered by ``row``.
 
     A row is identified by its ``(id, row)`` pair, not its id alone: a repeated
     id in a manifest is its own failed row and must keep its own result, while a
-    row run again by a later run (resume) replaces its earlier entry.
+    row run again by a later run (resume) replaces its earlier entry. With a
+    voice fan-out, each variant (:data:`VARIANT_KEY`, the voice's index in
+    ``--voices``) of a row is its own result, in variant order.
 
-    Memory: 24 bytes per journal line (row, 64-bit id hash, file offset, in
-    arrays), not the entries themselves: a second pass reads each winning line
-    back by its offset. So about 24 MB per million lines, whatever the carried
-    columns hold.
+    Memory: 32 bytes per journal line (row, variant, 64-bit id hash, file
+    offset, in arrays), not the entries themselves: a second pass reads each
+    winning line back by its offset. So about 32 MB per million lines,
+    whatever the carried columns hold.
     """
     import numpy as np
 
     journal.flush(fsync=False)
-    rows, keys, offsets = array("q"), array("q"), array("q")
+    rows, variants, keys, offsets = array("q"), array("q"), array("q"), array("q")
     for offset, entry in _read_entries(journal.path):
         row = entry.get("row")
         rows.append(row if isinstance(row, int) and not isinstance(row, bool) else 2**63 - 1)
+        variant = entry.get(VARIANT_KEY)
+        variants.append(variant if isinstance(variant, int) and not isinstance(variant, bool) else -1)
         keys.append(_id_key(entry.get("id")))
         offsets.append(offset)
     if not offsets:
         return
-    row_a, key_a, off_a = (np.frombuffer(a, dtype=np.int64) for a in (rows, keys, offsets))
-    order = np.lexsort((off_a, key_a, row_a))  # by row, then id, then position in the file
-    row_s, key_s = row_a[order], key_a[order]
+    row_a, var_a, key_a, off_a = (np.frombuffer(a, dtype=np.int64) for a in (rows, variants, keys, offsets))
+    order = np.lexsort((off_a, key_a, var_a, row_a))  # by row, variant, id, then position in the file
+    row_s, var_s, key_s = row_a[order], var_a[order], key_a[order]
     last_of_group = np.ones(len(order), dtype=bool)
-    last_of_group[:-1] = (row_s[1:] != row_s[:-1]) | (key_s[1:] != key_s[:-1])
+    last_of_group[:-1] = (row_s[1:] != row_s[:-1]) | (var_s[1:] != var_s[:-1]) | (key_s[1:] != key_s[:-1])
     with open(journal.path, "rb") as handle:
         for offset in off_a[order[last_of_group]].tolist():
             handle.seek(offset)
@@ -341,9 +352,10 @@ def results_format(path: Path) -> str:
     return fmt
 
 
-def output_names(carried_columns: Sequence[str]) -> list[tuple[str, str]]:
-    """(carried column, its name in the results): clashes with a fixed column get ``input_``."""
-    taken = set(RESULT_COLUMNS) | set(carried_columns)
+def output_names(carried_columns: Sequence[str], extra_columns: Sequence[str] = ()) -> list[tuple[str, str]]:
+    """(carried column, its name in the results): clashes with a fixed or extra column get ``input_``."""
+    fixed = set(RESULT_COLUMNS) | set(extra_columns)
+    taken = fixed | set(carried_columns)
     names: list[tuple[str, str]] = []
     seen: set[str] = set()
     for name in carried_columns:
@@ -351,7 +363,7 @@ def output_names(carried_columns: Sequence[str]) -> list[tuple[str, str]]:
             continue
         seen.add(name)
         out = name
-        if name in RESULT_COLUMNS:
+        if name in fixed:
             out = CLASH_PREFIX + name
             while out in taken:
                 out = CLASH_PREFIX + out
@@ -365,25 +377,34 @@ def results_schema(
     carried_types: Mapping[str, pa.DataType] | None = None,
     *,
     for_csv: bool = False,
+    extra_columns: Sequence[str] = (),
 ) -> pa.Schema:
-    """The results manifest's Arrow schema: fixed columns, then carried ones (string unless typed).
+    """The results manifest's Arrow schema: fixed columns, extra ones, then carried ones (string unless typed).
 
-    Use it to read a CSV or JSONL results file back with the right types
+    ``extra_columns`` are some of :data:`OPTIONAL_COLUMNS`. Use it to read a
+    CSV or JSONL results file back with the right types
     (``pyarrow.csv.ConvertOptions(column_types=schema)``), since those formats
-    cannot say that an all-empty column is, say, int64.
+    cannot say that an all-empty column is, say, int64. (In CSV a list column
+    is JSON text.)
     """
     import pyarrow as pa
 
+    unknown = [name for name in extra_columns if name not in OPTIONAL_COLUMNS]
+    if unknown:
+        raise ValueError(f"not optional results columns: {', '.join(unknown)}")
     fields = [pa.field(name, _fixed_type(name)) for name in RESULT_COLUMNS]
+    fields += [pa.field(name, _fixed_type(name, for_csv=for_csv)) for name in extra_columns]
     types = carried_types or {}
-    for source, out in output_names(carried_columns):
+    for source, out in output_names(carried_columns, extra_columns):
         fields.append(pa.field(out, _carried_type(types.get(source), for_csv=for_csv)))
     return pa.schema(fields)
 
 
-def _fixed_type(name: str) -> pa.DataType:
+def _fixed_type(name: str, *, for_csv: bool = False) -> pa.DataType:
     import pyarrow as pa
 
+    if name in _LIST_COLUMNS:
+        return pa.string() if for_csv else pa.list_(pa.string())
     if name in _INT_COLUMNS:
         return pa.int64()
     if name in _FLOAT_COLUMNS:
@@ -458,6 +479,7 @@ def write_results(
     *,
     carried_columns: Sequence[str],
     carried_types: Mapping[str, pa.DataType] | None = None,
+    extra_columns: Sequence[str] = (),
 ) -> int:
     """Write journal entries as the results manifest at ``path``; return the rows written.
 
@@ -470,9 +492,9 @@ def write_results(
     """
     path = Path(path)
     fmt = results_format(path)
-    schema = results_schema(carried_columns, carried_types, for_csv=fmt == "csv")
-    sources: list[tuple[bool, str]] = [(False, name) for name in RESULT_COLUMNS]
-    sources += [(True, source) for source, _out in output_names(carried_columns)]
+    schema = results_schema(carried_columns, carried_types, for_csv=fmt == "csv", extra_columns=extra_columns)
+    sources: list[tuple[bool, str]] = [(False, name) for name in (*RESULT_COLUMNS, *extra_columns)]
+    sources += [(True, source) for source, _out in output_names(carried_columns, extra_columns)]
     fd, temp = create_temp_file(path)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -499,6 +521,7 @@ def write_journal_results(
     *,
     carried_columns: Sequence[str],
     carried_types: Mapping[str, pa.DataType] | None = None,
+    extra_columns: Sequence[str] = (),
 ) -> int:
     """:func:`write_results` of :func:`final_entries`, inferring carried types the caller did not give.
 
@@ -508,7 +531,9 @@ def write_journal_results(
     missing = [name for name in carried_columns if name not in types]
     if missing:
         types.update(infer_carried_types(journal.iter_entries(), missing))
-    return write_results(final_entries(journal), path, carried_columns=carried_columns, carried_types=types)
+    return write_results(
+        final_entries(journal), path, carried_columns=carried_columns, carried_types=types, extra_columns=extra_columns
+    )
 
 
 def _batches(entries: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[Mapping[str, Any]]]:

@@ -39,14 +39,14 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from batchtts.layout import create_temp_file
 from batchtts.request import TtsRequest
-from batchtts.results import STATUS_FAILED, STATUS_OK, Journal, id_key, read_journal_file
+from batchtts.results import STATUS_FAILED, STATUS_OK, VARIANT_KEY, Journal, id_key, read_journal_file
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +58,14 @@ FINGERPRINT_VERSION = 1
 _STATUS_CODES = {STATUS_OK: 1, STATUS_FAILED: 2}
 
 
-def request_fingerprint(request: TtsRequest, file_format: str, extra: Mapping[str, Any] | None = None) -> str:
+def row_fingerprint(request: TtsRequest, file_format: str, extra: Mapping[str, Any] | None = None) -> str:
     """A digest of everything that shapes a row's file: the request's audio fields and the file format.
 
-    ``extra`` adds job options that shape the audio too (e.g. how long texts
-    are split), so changing one of them redoes the rows it affects. Correlation
-    ids (``request_id``, ``session_id``) are left out on purpose.
+    ``extra`` adds job options that shape the file too (how long texts are
+    split and joined, a chapter's place in its group), so changing one of them
+    redoes the rows it affects. Correlation ids (``request_id``, ``session_id``)
+    are left out on purpose. (:func:`batchtts.parts.request_fingerprint` is the
+    digest of one request, for the part store; this one is of a row's file.)
     """
     payload = {"v": FINGERPRINT_VERSION, **request.fingerprint_fields(), "file_format": file_format}
     if extra:
@@ -95,6 +97,17 @@ def _same_stamp(entry: Mapping[str, Any], path: Path) -> bool:
     except OSError:
         return False
     return info.st_size == size and info.st_mtime_ns // 1_000_000_000 == mtime_ns // 1_000_000_000
+
+
+def resume_key(row_id: str, voice: str | None = None) -> int:
+    """The index key of a row: its id, and its voice for a ``--voices`` fan-out (voices may be reordered)."""
+    return id_key(row_id if voice is None else f"{row_id}\x1f{voice}")
+
+
+def _entry_voice(entry: Mapping[str, Any]) -> str | None:
+    """The voice that keys a fan-out entry (one with a variant), else None."""
+    voice = entry.get("voice_id")
+    return voice if entry.get(VARIANT_KEY) is not None and isinstance(voice, str) else None
 
 
 def _fingerprint_bits(fingerprint: str) -> int:
@@ -156,10 +169,10 @@ class ResumeIndex:
         """Bytes the index holds (its arrays), for the memory budget."""
         return int(self._keys.nbytes + self._fps.nbytes + self._statuses.nbytes + self._positions.nbytes)
 
-    def lookup(self, row_id: str) -> IndexHit | None:
+    def lookup(self, row_id: str, voice: str | None = None) -> IndexHit | None:
         if not len(self._keys):
             return None
-        key = id_key(row_id)
+        key = resume_key(row_id, voice)
         slot = int(self._keys.searchsorted(key))
         if slot >= len(self._keys) or int(self._keys[slot]) != key:
             return None
@@ -209,7 +222,7 @@ def _scan(path: Path, base: int) -> tuple[Any, Any, Any, Any]:
             bits = _fingerprint_bits(fingerprint)
         except ValueError:
             continue
-        keys.append(id_key(entry["id"]))
+        keys.append(resume_key(str(entry["id"]), _entry_voice(entry)))
         fps.append(bits)
         statuses.append(code)
         positions.append(base + offset)
@@ -249,25 +262,30 @@ class EarlierRuns:
                 log.debug("%d row(s) known from earlier runs (index: %d bytes)", len(self.index), self.index.nbytes)
         return Journal(self.journal_path)
 
-    def may_know(self, row_id: str) -> bool:
+    def may_know(self, row_id: str, voice: str | None = None) -> bool:
         """False when no earlier result can stand for this row (a quick check before fingerprinting it)."""
-        return not self.force and self.index.lookup(row_id) is not None
+        return not self.force and self.index.lookup(row_id, voice) is not None
 
-    def earlier_result(self, row_id: str, fingerprint: str, expected_path: str) -> dict[str, Any] | None:
+    def earlier_result(
+        self, row_id: str, voice: str | None, fingerprint: str, expected_path: str
+    ) -> dict[str, Any] | None:
         """The earlier entry that stands for this row (to record as is), or None to synthesize it.
 
+        ``voice`` is the fan-out voice (``--voices``), else None.
         ``expected_path`` is where this run would write the row's file,
         relative to the output folder with ``/`` separators.
         """
         if self.force:
             return None
-        hit = self.index.lookup(row_id)
+        hit = self.index.lookup(row_id, voice)
         if hit is None or hit.fingerprint_bits != _fingerprint_bits(fingerprint):
             return None
         if hit.status == STATUS_FAILED and self.retry_failed:
             return None
         entry = self.index.entry_at(hit.position)
         if entry is None or entry.get("id") != row_id or entry.get("fingerprint") != fingerprint:
+            return None
+        if _entry_voice(entry) != voice:
             return None
         if hit.status == STATUS_OK:
             if entry.get("path") != expected_path:
@@ -324,3 +342,59 @@ def _sync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def group_fingerprint(row_fingerprints: Iterable[str]) -> str:
+    """A digest of a ``--group-by`` group: its rows' fingerprints, in manifest order."""
+    digest = hashlib.blake2b(digest_size=16)
+    for fingerprint in row_fingerprints:
+        digest.update(fingerprint.encode("ascii", "replace") + b"\n")
+    return digest.hexdigest()
+
+
+class GroupCheck:
+    """``--group-by`` reruns: a group's file stands only when all of it does.
+
+    A group's rows are joined into one file, so one changed, added or removed
+    row means the whole file must be made again; its rows cannot be kept one
+    by one. Fed every row of the manifest before the run starts (a first pass:
+    groups are known only once every row is read), it says which groups stand:
+    every row has an earlier ok result with the same fingerprint and the same,
+    unchanged file, and the group's fingerprint (all its rows, in order) is the
+    one recorded with them, so no row joined or left it.
+    """
+
+    def __init__(self, earlier: EarlierRuns) -> None:
+        self._earlier = earlier
+        self._digests: dict[Hashable, Any] = {}
+        self._recorded: dict[Hashable, str | None] = {}  # the group fingerprint earlier runs recorded
+
+    def add(
+        self,
+        group: Hashable,
+        row_id: str,
+        voice: str | None,
+        fingerprint: str | None,
+        expected_path: str | None,
+    ) -> None:
+        """One row of ``group``, in manifest order; ``fingerprint`` None: a bad row (the group cannot stand)."""
+        digest = self._digests.get(group)
+        if digest is None:
+            digest = self._digests[group] = hashlib.blake2b(digest_size=16)
+        if fingerprint is None or expected_path is None:
+            self._recorded[group] = None
+            return
+        digest.update(fingerprint.encode("ascii", "replace") + b"\n")
+        if group in self._recorded and self._recorded[group] is None:
+            return
+        entry = self._earlier.earlier_result(row_id, voice, fingerprint, expected_path)
+        recorded = entry.get("group_fingerprint") if entry and entry.get("status") == STATUS_OK else None
+        if not isinstance(recorded, str) or self._recorded.setdefault(group, recorded) != recorded:
+            self._recorded[group] = None
+
+    def standing(self) -> set[Hashable]:
+        return {
+            group
+            for group, digest in self._digests.items()
+            if self._recorded.get(group) is not None and digest.hexdigest() == self._recorded[group]
+        }

@@ -31,10 +31,11 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from batchtts.assembly import Assembly, ShapeOptions, Synthesized
 from batchtts.client import AttemptOutcome, WavesClient
 from batchtts.errors import AttemptError, AuthRejected, ManifestError, RateLimited
 from batchtts.ids import new_run_token, request_id_for
-from batchtts.layout import TEMP_NAME, relative_audio_path, resolve_inside
+from batchtts.layout import TEMP_NAME, resolve_inside
 from batchtts.limits import Throttle
 from batchtts.lock import job_lock
 from batchtts.manifest import Manifest, open_manifest
@@ -45,12 +46,14 @@ from batchtts.request import TtsRequest
 from batchtts.results import (
     STATUS_OK,
     STATUS_PENDING,
+    VARIANT_KEY,
     Journal,
     RowResult,
+    final_entries,
     utc_now_iso,
     write_journal_results,
 )
-from batchtts.resume import EarlierRuns, file_stamp, request_fingerprint
+from batchtts.resume import EarlierRuns, GroupCheck, file_stamp, row_fingerprint
 from batchtts.retry import RetryPolicy, retrying
 from batchtts.sink import AudioSink, SinkResult, remove_stale_temp_files
 from batchtts.startgate import StartGate
@@ -83,6 +86,8 @@ class JobSpec:
     adaptive: bool = True
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     grace_seconds: float = 10.0
+    #: Long texts, chapters, voice fan-out, folders, dataset index (batchtts.assembly).
+    shape: ShapeOptions = field(default_factory=ShapeOptions)
     #: Resume: redo every row (``--force``); try earlier failures again (``--no-retry-failed`` keeps them).
     force: bool = False
     retry_failed: bool = True
@@ -153,7 +158,9 @@ class Runner:
         self.progress = progress
         self.summary = JobSummary()
         self._redact = redact
-        self._throttle = Throttle(spec.concurrency, spec.rate, adaptive=spec.adaptive)
+        self._throttle = Throttle(
+            spec.concurrency, spec.rate, adaptive=spec.adaptive, retry_after_scale=spec.retry.time_scale
+        )
         self._run_token = new_run_token()
         self._made_dirs: set[Path] = set()
         self._out_dir = spec.out_dir.resolve()
@@ -161,6 +168,11 @@ class Runner:
         self._abandoned = False  # a second signal: stop going over the manifest too
         self._forced_exit: int | None = None
         self._journal: Journal | None = None
+        self._assembly: Assembly | None = None
+        if spec.shape.assembles:
+            self._assembly = Assembly(
+                spec.shape, self, out_dir=spec.out_dir, file_format=spec.file_format, concurrency=spec.concurrency
+            )
         self._work_scope: anyio.CancelScope | None = None  # made in run(): it needs the event loop
         self._earlier = EarlierRuns(
             spec.state_dir, self._out_dir, force=spec.force, retry_failed=spec.retry_failed
@@ -168,14 +180,18 @@ class Runner:
         self._gate = StartGate(
             deadline_seconds=spec.deadline_seconds, max_characters=spec.max_characters, limit=spec.limit
         )
-        #: Rows handed to the workers and not recorded yet, by row number; recorded pending at the end.
-        self._open: dict[int, PlannedRow] = {}
-        self._started_rows: set[int] = set()
+        #: Items (a row, or a (row, voice) of a --voices fan-out) handed to the workers and not
+        #: recorded yet, by (row number, variant): recorded pending at the end. As many as are in flight.
+        self._open: dict[tuple[int, int | None], PlannedRow] = {}
+        self._started: set[tuple[int, int | None]] = set()
         self._manifest_error: ManifestError | None = None
 
     def open_manifest(self) -> Manifest:
         """Read the manifest's schema; a ManifestError here means no request was sent."""
-        return open_manifest(self.spec.manifest, text_column=self.spec.text_column, id_column=self.spec.id_column)
+        manifest = open_manifest(self.spec.manifest, text_column=self.spec.text_column, id_column=self.spec.id_column)
+        if self._assembly is not None:
+            self._assembly.check_columns(manifest)
+        return manifest
 
     async def run(self, manifest: Manifest) -> JobSummary:
         started = time.monotonic()
@@ -212,16 +228,40 @@ class Runner:
         """Journal, results, summary.json: however the run ended (synchronous, so nothing cancels it)."""
         assert self._journal is not None
         spec = self.spec
+        if self._assembly is not None:
+            self._assembly.record_unfinished()
         self._record_unfinished()
         self._journal.close()
         self.summary.rate_limited = self._throttle.rate_limited
         self.summary.results_path = spec.results
-        write_journal_results(self._journal, spec.results, carried_columns=manifest.carried_columns)
+        write_journal_results(
+            self._journal,
+            spec.results,
+            carried_columns=manifest.carried_columns,
+            extra_columns=spec.shape.extra_columns,
+        )
+        self._write_metadata(manifest)
         self._earlier.finish(complete=self.summary.complete)
         self.summary.exit_code = self._exit_code(failure)
         self.summary.wall_seconds = time.monotonic() - started
         self.summary.finished_at = utc_now_iso()
         write_summary_json(spec.out_dir / SUMMARY_NAME, summary_document(self.summary, spec))
+
+    def _write_metadata(self, manifest: Manifest) -> None:
+        """--metadata: the dataset index of the ok files, from the results just written."""
+        if self.spec.shape.metadata is None or self._journal is None:
+            return
+        from batchtts.errors import ManifestError
+        from batchtts.metadata import write_metadata
+
+        try:
+            path, count = write_metadata(
+                self.spec.shape.metadata, self.spec.out_dir, final_entries(self._journal), manifest, self.spec.defaults
+            )
+        except ManifestError as exc:
+            log.error("no %s metadata: the manifest cannot be read again: %s", self.spec.shape.metadata, exc)
+            return
+        log.info("%s: %d file(s) listed", path, count)
 
     async def _run_rows(self, manifest: Manifest) -> None:
         """The producer outlives the workers: after a stop it still records the rest of the manifest."""
@@ -235,6 +275,8 @@ class Runner:
                     async with anyio.create_task_group() as workers:
                         for clone in clones:
                             workers.start_soon(self._work, clone)
+                    if self._assembly is not None:
+                        await self._assembly.finish()  # --group-by: every row is done, join the groups
             finally:
                 for clone in clones:  # a producer blocked in send() wakes up: the workers are gone
                     clone.close()
@@ -252,6 +294,7 @@ class Runner:
 
     async def _produce_rows(self, manifest: Manifest, send: MemoryObjectSendStream[PlannedRow]) -> None:
         planner = RowPlanner(self.spec.defaults, track_duplicates=manifest.id_column is not None)
+        standing = self._standing_groups(manifest)
         workers_gone = False
         async with send:
             for count, row in enumerate(manifest, start=1):
@@ -259,21 +302,31 @@ class Runner:
                     return
                 if count % 64 == 0:
                     await anyio.sleep(0)  # let workers and the signal watcher run between long stretches
-                planned = planner.plan(row)
-                self.summary.rows += 1
-                if planned.request is None:
-                    self._record_bad_row(planned)
-                elif self._reuse_earlier(planned):
-                    pass
-                elif self._stopping or workers_gone:
-                    self._record_pending(planned)
-                else:
-                    self._open[row.number] = planned
-                    try:
-                        await send.send(planned)
-                    except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                        workers_gone = True  # stopped; the row stays open and is recorded pending at the end
+                for variant, voice, item, problem in self._items(planner.plan(row)):
+                    self.summary.rows += 1
+                    if problem is not None:
+                        self._record_bad(item, variant, voice, problem)
+                    elif self._reuse_earlier(item, variant, voice, standing):
+                        pass
+                    elif self._stopping or workers_gone:
+                        self._record_pending(item, variant)
+                    else:
+                        self._open[(row.number, variant)] = item
+                        try:
+                            await send.send(item)
+                        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                            workers_gone = True  # stopped; the item stays open and is recorded pending at the end
             self.summary.complete = True
+
+    def _items(self, planned: PlannedRow) -> list[tuple[int | None, str | None, PlannedRow, str | None]]:
+        """(variant, voice, item, why it is bad) for each result a row makes: one, or one per --voices voice."""
+        if self._assembly is not None:
+            return self._assembly.items(planned)
+        return [(None, None, planned, planned.error)]
+
+    def _variant_of(self, planned: PlannedRow) -> int | None:
+        voices = self.spec.shape.voices
+        return voices.index(planned.request.voice_id) if voices and planned.request is not None else None
 
     async def _work(self, receive: MemoryObjectReceiveStream[PlannedRow]) -> None:
         async with receive:
@@ -286,8 +339,11 @@ class Runner:
                     self._note_stop(refusal.reason, refusal.message, EXIT_STOPPED_BY_LIMIT)
                     self._stopping = True
                     return
-                self._started_rows.add(planned.row.number)
-                await self._synthesize_row(planned)
+                self._started.add((planned.row.number, self._variant_of(planned)))
+                if self._assembly is not None:
+                    await self._assembly.synthesize(planned)
+                else:
+                    await self._synthesize_row(planned)
 
     async def _synthesize_row(self, planned: PlannedRow) -> None:
         row, request = planned.row, planned.request
@@ -310,7 +366,9 @@ class Runner:
         self.summary.characters_sent += len(request.text) * last.attempts
         self._record(planned, request, last, error, started_at, final)
 
-    async def _attempt(self, request: TtsRequest, row_id: str, final: Path, last: _Attempted) -> None:
+    async def _attempt(
+        self, request: TtsRequest, row_id: str, final: Path, last: _Attempted, file_format: str | None = None
+    ) -> None:
         last.attempts += 1
         last.request_id = request_id_for(row_id, self._run_token, last.attempts)
         last.outcome = None
@@ -320,7 +378,7 @@ class Runner:
                 final,
                 output_format=request.output_format,
                 sample_rate=request.sample_rate,
-                file_format=self.spec.file_format,
+                file_format=file_format or self.spec.file_format,
             )
             try:
                 last.outcome = await self.client.synthesize(request.with_request_id(last.request_id), sink)
@@ -335,19 +393,52 @@ class Runner:
             self._throttle.on_success()
 
     def _fingerprint(self, request: TtsRequest) -> str:
-        return request_fingerprint(request, self.spec.file_format)
+        return row_fingerprint(request, self.spec.file_format)
 
     def _relative_path(self, row_id: str, request: TtsRequest) -> str:
         extension = AudioSink.extension_for(request.output_format, self.spec.file_format)
-        return relative_audio_path(row_id, extension).as_posix()
+        return self.spec.shape.audio_path(row_id, extension).as_posix()
 
     def _final_path(self, row_id: str, request: TtsRequest) -> Path:
         extension = AudioSink.extension_for(request.output_format, self.spec.file_format)
-        final = resolve_inside(self._out_dir, relative_audio_path(row_id, extension))
+        final = resolve_inside(self._out_dir, self.spec.shape.audio_path(row_id, extension))
         if final.parent not in self._made_dirs:
             final.parent.mkdir(parents=True, exist_ok=True)
             self._made_dirs.add(final.parent)
         return final
+
+    # --- what the assembly (batchtts.assembly) uses ------------------------------
+
+    async def synthesize_file(self, request: TtsRequest, key: str, path: Path, file_format: str) -> Synthesized:
+        """One file (a part, a fan-out row) through the same throttle and retry loop as a row.
+
+        ``key`` names the request ids (:func:`batchtts.fanout.request_key`).
+        Never raises an AttemptError: the error comes back in the result.
+        """
+        last = _Attempted()
+        error: AttemptError | None = None
+        try:
+            async for attempt in retrying(self.spec.retry):
+                with attempt:
+                    await self._attempt(request, key, path, last, file_format=file_format)
+        except AuthRejected as exc:
+            error = exc
+            self._stop("auth", self._redact(exc.message), EXIT_AUTH)
+        except AttemptError as exc:
+            error = exc
+        self.summary.attempts += last.attempts
+        self.summary.retries += max(0, last.attempts - 1)
+        self.summary.characters_sent += len(request.text) * last.attempts
+        return Synthesized(last.request_id, last.attempts, last.outcome, last.sink, error)
+
+    def append_result(self, result: RowResult) -> None:
+        self._append(result)
+
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def redact(self, text: str) -> str:
+        return self._redact(text)
 
     def _record_bad_row(self, planned: PlannedRow) -> None:
         now = utc_now_iso()
@@ -406,24 +497,68 @@ class Runner:
         if outcome is not None:
             self.summary.ttfb_ms_sum += outcome.ttfb_ms or 0.0
             self.summary.total_ms_sum += outcome.total_ms
-        extra: dict[str, Any] = {"fingerprint": self._fingerprint(request)}
+        result.extra["fingerprint"] = self._fingerprint(request)  # for reruns (batchtts.resume)
         if ok:
-            extra.update(file_stamp(final) or {})
-        self._append(result, extra)
+            result.extra.update(file_stamp(final) or {})
+        self._append(result)
 
-    def _reuse_earlier(self, planned: PlannedRow) -> bool:
-        """Record the row's earlier result if it stands (resume); False: the row needs a request."""
-        row, request = planned.row, planned.request
+    def _record_bad(self, item: PlannedRow, variant: int | None, voice: str | None, problem: str) -> None:
+        if self._assembly is not None:
+            self._assembly.record_bad(item, variant, voice, problem)
+        else:
+            self._record_bad_row(item)
+
+    def _standing_groups(self, manifest: Manifest) -> set[Any]:
+        """--group-by reruns: the groups whose file stands whole (a first pass over the manifest)."""
+        assembly = self._assembly
+        if assembly is None or self.spec.shape.group_by is None or not len(self._earlier.index) or self.spec.force:
+            return set()
+        check = GroupCheck(self._earlier)
+        planner = RowPlanner(self.spec.defaults, track_duplicates=manifest.id_column is not None)
+        for row in manifest:
+            for variant, voice, item, problem in assembly.items(planner.plan(row)):
+                group = assembly.group_key(item.row, variant)
+                if group is None:
+                    continue
+                if problem is not None or item.request is None:
+                    check.add(group, row.id, None, None, None)
+                    continue
+                check.add(
+                    group,
+                    row.id,
+                    voice if self.spec.shape.voices else None,
+                    assembly.row_fingerprint(row, item.request),
+                    assembly.expected_path(row, item.request, voice),
+                )
+        return check.standing()
+
+    def _reuse_earlier(self, item: PlannedRow, variant: int | None, voice: str | None, standing: set[Any]) -> bool:
+        """Record the item's earlier result if it stands (resume); False: it needs requests."""
+        row, request = item.row, item.request
         assert request is not None
-        if not self._earlier.may_know(row.id):
+        key_voice = voice if self.spec.shape.voices else None
+        assembly = self._assembly
+        group = assembly.group_key(row, variant) if assembly is not None else None
+        if group is not None and group not in standing:
+            return False  # a group's rows stand or fall together
+        if not self._earlier.may_know(row.id, key_voice):
             return False
-        earlier = self._earlier.earlier_result(
-            row.id, self._fingerprint(request), self._relative_path(row.id, request)
-        )
+        if assembly is not None:
+            fingerprint = assembly.row_fingerprint(row, request)
+            expected = assembly.expected_path(row, request, voice)
+        else:
+            fingerprint, expected = self._fingerprint(request), self._relative_path(row.id, request)
+        earlier = self._earlier.earlier_result(row.id, key_voice, fingerprint, expected)
         if earlier is None:
+            if group is not None:  # its file was checked a moment ago: someone changed it since
+                self._record_bad(item, variant, voice, f"group {group[0]!r} changed while the job ran; run it again")
+                return True
             return False
         assert self._journal is not None
         entry = {**earlier, "row": row.number, "carried": row.carried, "reused": True}
+        entry.pop(VARIANT_KEY, None)
+        if variant is not None:
+            entry[VARIANT_KEY] = variant  # today's place in --voices
         self._journal.append_entry(entry, durable=False)  # the previous journal holds it until this run ends
         self.summary.skipped += 1
         self._count(entry["id"], entry.get("status"), entry.get("error"), entry.get("audio_seconds"))
@@ -432,12 +567,14 @@ class Runner:
         self.progress.row_finished("skipped")
         return True
 
-    def _record_pending(self, planned: PlannedRow, *, attempts: int = 0) -> None:
-        """A good row this run did not start, or did not finish: the next run does it."""
-        row, request = planned.row, planned.request
+    def _record_pending(self, item: PlannedRow, variant: int | None, *, attempts: int = 0) -> None:
+        """An item this run did not start, or did not finish: the next run does it."""
+        row, request = item.row, item.request
         assert request is not None and self._journal is not None
-        self._open.pop(row.number, None)
-        cancelled = row.number in self._started_rows
+        key = (row.number, variant)
+        self._open.pop(key, None)
+        cancelled = key in self._started
+        self._started.discard(key)
         why = self.summary.stop_message or self.summary.stopped or "the job stopped"
         result = RowResult(
             id=row.id,
@@ -450,6 +587,7 @@ class Runner:
             voice_id=request.voice_id,
             reused=False,
             carried=row.carried,
+            extra={VARIANT_KEY: variant} if variant is not None else {},
         )
         # Only the known values (a pending row has few), and not durable: the next run starts it anyway.
         entry = {name: value for name, value in result.to_entry().items() if value is not None}
@@ -457,15 +595,18 @@ class Runner:
         self.summary.pending += 1
 
     def _record_unfinished(self) -> None:
-        """Rows handed to the workers that never finished (stopped, cancelled): pending."""
-        for number in sorted(self._open):
-            self._record_pending(self._open[number], attempts=1 if number in self._started_rows else 0)
+        """Items handed to the workers that never finished (stopped, cancelled): pending."""
+        for key in sorted(self._open, key=lambda k: (k[0], -1 if k[1] is None else k[1])):
+            self._record_pending(self._open[key], key[1], attempts=1 if key in self._started else 0)
 
-    def _append(self, result: RowResult, extra: dict[str, Any] | None = None) -> None:
+    def _append(self, result: RowResult) -> None:
         assert self._journal is not None
-        self._open.pop(result.row, None)
-        self._started_rows.discard(result.row)
-        self._journal.append(result, extra)
+        if result.reused is None:
+            result.reused = False  # made (or refused) by this run
+        key = (result.row, result.extra.get(VARIANT_KEY))
+        self._open.pop(key, None)
+        self._started.discard(key)
+        self._journal.append(result)
         self._count(result.id, result.status, result.error, result.audio_seconds)
         if result.status == STATUS_OK:
             log.debug("row %s ok", result.id, extra={"event": "row_ok", "fields": {"row_id": result.id}})

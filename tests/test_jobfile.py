@@ -101,7 +101,7 @@ def test_the_job_file_wins_over_an_environment_variable(tmp_path, local_server):
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ('voice = "emily"', "voice: no such option (did you mean 'voice-id'?)"),
+        ('voiceid = "emily"', "voiceid: no such option (did you mean 'voice-id'?)"),
         ('[limits]\nvoice-id = "emily"', "[limits] voice-id: belongs at the [request] table"),
         ('[request]\nout = "x"', "[request] out: belongs at the top level"),
         ("[voices]\nx = 1", "[voices]: no such table"),
@@ -168,4 +168,11 @@ def test_the_other_example_jobs_run_against_the_local_server(tmp_path, local_ser
     out = tmp_path / load_job_file(jobs / f"{name}.toml", run_command).values["out"].removeprefix("../")
     report = summary(out)
     assert report["ok"] == report["rows"] and report["failed"] == 0
-    assert all(path.suffix == ".flac" for path in (out / "audio").iterdir())
+    flac = sorted(path.name for path in (out / "audio").glob("*.flac"))
+    assert flac == (["ch01.flac", "ch02.flac", "ch03.flac"] if name == "audiobook" else
+                    [f"utt-{n:04d}.flac" for n in range(1, 13)])  # fmt: skip
+    # A finished job's rerun sends nothing.
+    sent = starts(server)
+    again = invoke("--job", str(jobs / f"{name}.toml"), "--base-url", server.base_url, "--progress", "off",
+                   "--rate", "1000/s")  # fmt: skip
+    assert again.exit_code == 0 and starts(server) == sent

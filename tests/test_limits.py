@@ -56,20 +56,52 @@ def test_concurrency_cap_holds() -> None:
     assert peak == 3
 
 
-def test_a_429_cuts_concurrency_and_pace_then_successes_restore_them() -> None:
+def test_a_429_cuts_the_pace_and_successes_restore_it() -> None:
     now = [100.0]
     throttle = Throttle(8, Rate(20, 1.0), clock=lambda: now[0])
     throttle.on_rate_limited(started=99.0, retry_after=None)
-    assert throttle.state.concurrency == 4
-    assert throttle.state.rate_per_second == pytest.approx(20 * 0.99 * 0.5)
+    assert throttle.state.rate_per_second == pytest.approx(20 / 1.01 * 0.7)
+    # Streams were not all busy, so the pace, not the stream cap, was refused.
+    assert throttle.state.concurrency == 8
     # A second 429 from a request that started before the cut does not cut again.
     throttle.on_rate_limited(started=99.5, retry_after=None)
-    assert throttle.state.concurrency == 4
+    assert throttle.state.rate_per_second == pytest.approx(20 / 1.01 * 0.7)
     assert throttle.rate_limited == 2
-    for _ in range(500):
+    for _ in range(2000):
+        throttle.on_success()
+    assert throttle.state.rate_per_second == pytest.approx(20 / 1.01)
+
+
+def test_a_429_with_every_stream_busy_halves_the_streams_then_they_come_back() -> None:
+    throttle = Throttle(8)
+    seen: list[int] = []
+
+    async def main() -> None:
+        entered = anyio.Event()
+        release = anyio.Event()
+        count = 0
+
+        async def hold() -> None:
+            nonlocal count
+            async with throttle.slot():
+                count += 1
+                if count == 8:
+                    entered.set()
+                await release.wait()
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(8):
+                tg.start_soon(hold)
+            await entered.wait()
+            throttle.on_rate_limited(started=anyio.current_time(), retry_after=None)
+            seen.append(throttle.state.concurrency)
+            release.set()
+
+    anyio.run(main)
+    assert seen == [4]
+    for _ in range(3000):
         throttle.on_success()
     assert throttle.state.concurrency == 8
-    assert throttle.state.rate_per_second == pytest.approx(20 * 0.99)
 
 
 def test_without_a_user_rate_a_429_starts_pacing_and_recovery_stops_it() -> None:

@@ -286,3 +286,15 @@ def test_jsonl_corrupt_deep_in_the_file_names_its_line(tmp_path: Path) -> None:
 def test_manifest_can_be_iterated_twice(tmp_path: Path) -> None:
     manifest: Manifest = open_manifest(write_bytes(tmp_path / "m.csv", b"text\na\nb\n"))
     assert [r.text for r in manifest] == [r.text for r in manifest] == ["a", "b"]
+
+
+def test_scan_row_count_counts_csv_with_newlines_and_jsonl(tmp_path):
+    from batchtts.manifest import open_manifest
+
+    csv_path = tmp_path / "m.csv"
+    csv_path.write_text('id,text\n1,"two\nlines"\n2,plain\n3,"a, b"\n', encoding="utf-8")
+    jsonl_path = tmp_path / "m.jsonl"
+    jsonl_path.write_text('{"id": 1, "text": "a"}\n\n{"id": 2, "text": "b"}\n', encoding="utf-8")
+    assert open_manifest(csv_path).count_rows() is None
+    assert open_manifest(csv_path).scan_row_count() == 3
+    assert open_manifest(jsonl_path).scan_row_count() == 2

@@ -86,7 +86,7 @@ def test_columns_are_the_issue_columns_in_order_then_the_resume_marker() -> None
         "error", "ttfb_ms", "total_ms", "audio_seconds", "audio_bytes", "sample_rate", "output_format",
         "voice_id", "started_at", "finished_at", "reused",
     )  # fmt: skip
-    assert [f.name for f in dataclasses.fields(RowResult)] == [*RESULT_COLUMNS, "carried"]
+    assert [f.name for f in dataclasses.fields(RowResult)] == [*RESULT_COLUMNS, "carried", "extra"]
 
 
 def test_timestamps_are_utc_iso_with_milliseconds_and_z() -> None:
@@ -133,7 +133,7 @@ def test_journal_round_trip_and_each_row_is_flushed_at_once(tmp_path: Path) -> N
     entries = list(journal.iter_entries())
     journal.close()
     assert entries[0] == {
-        **{k: v for k, v in dataclasses.asdict(ok_row(1)).items() if k != "carried"},
+        **{k: v for k, v in dataclasses.asdict(ok_row(1)).items() if k not in ("carried", "extra")},
         "carried": {"speaker": "anna", "tags": ["a", "b"]},
     }
     assert entries[1]["status"] == "failed" and entries[1]["error"] == "text: must not be empty"

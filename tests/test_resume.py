@@ -6,13 +6,15 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from batchtts.request import TtsRequest
 from batchtts.results import Journal, RowResult
-from batchtts.resume import EarlierRuns, ResumeIndex, compact_journals, request_fingerprint
+from batchtts.resume import EarlierRuns, ResumeIndex, compact_journals, row_fingerprint
 from tests.nightly_support import assert_file_exact, journal_state, starts, summary, temp_files
-from tests.runner_support import run_job, write_csv
+from tests.runner_support import read_int16, run_job, write_csv
 
 ROWS = [
     {"id": "a", "text": "First line.", "note": "x"},
@@ -182,9 +184,9 @@ def test_a_run_that_died_leaves_two_journals_and_the_next_merges_them(tmp_path, 
 
 def test_the_fingerprint_covers_every_field_that_shapes_the_audio():
     base = TtsRequest(text="Hello.", voice_id="magnus")
-    fingerprint = request_fingerprint(base, "wav")
-    assert request_fingerprint(TtsRequest(text="Hello.", voice_id="magnus"), "wav") == fingerprint
-    assert request_fingerprint(TtsRequest(text="Hello.", session_id="s1", request_id="r1"), "wav") == fingerprint
+    fingerprint = row_fingerprint(base, "wav")
+    assert row_fingerprint(TtsRequest(text="Hello.", voice_id="magnus"), "wav") == fingerprint
+    assert row_fingerprint(TtsRequest(text="Hello.", session_id="s1", request_id="r1"), "wav") == fingerprint
     variants = [
         TtsRequest(text="Hello!"),
         TtsRequest(text="Hello.", voice_id="emily"),
@@ -195,10 +197,10 @@ def test_the_fingerprint_covers_every_field_that_shapes_the_audio():
         TtsRequest(text="Hello.", output_format="mp3"),
         TtsRequest(text="Hello.", pronunciation_dicts=("d1",)),
     ]
-    prints = {request_fingerprint(v, "wav") for v in variants}
+    prints = {row_fingerprint(v, "wav") for v in variants}
     assert len(prints) == len(variants) and fingerprint not in prints
-    assert request_fingerprint(base, "flac") != fingerprint
-    assert request_fingerprint(base, "wav", {"max_chars": 500}) != fingerprint
+    assert row_fingerprint(base, "flac") != fingerprint
+    assert row_fingerprint(base, "wav", {"max_chars": 500}) != fingerprint
 
 
 def _entry(number: int, status: str = "ok", fingerprint: str | None = "ab" * 16, row_id: str | None = None) -> dict:
@@ -266,11 +268,11 @@ def test_earlier_runs_refuses_a_wrong_path_or_stamp(tmp_path):
         journal.append_entry(entry)
     earlier = EarlierRuns(state, out)
     earlier.open().close()
-    assert earlier.earlier_result("r1", "ab" * 16, "audio/r1.wav") is not None
-    assert earlier.earlier_result("r1", "ab" * 16, "audio/r1.flac") is None  # another file
-    assert earlier.earlier_result("r1", "ef" * 16, "audio/r1.wav") is None  # another request
+    assert earlier.earlier_result("r1", None, "ab" * 16, "audio/r1.wav") is not None
+    assert earlier.earlier_result("r1", None, "ab" * 16, "audio/r1.flac") is None  # another file
+    assert earlier.earlier_result("r1", None, "ef" * 16, "audio/r1.wav") is None  # another request
     audio.write_bytes(b"RIFF.....longer")
-    assert earlier.earlier_result("r1", "ab" * 16, "audio/r1.wav") is None  # replaced since
+    assert earlier.earlier_result("r1", None, "ab" * 16, "audio/r1.wav") is None  # replaced since
     earlier.finish(complete=False)
     assert (state / "journal.prev.jsonl").exists()  # kept: this "run" did not cover the manifest
 
@@ -283,3 +285,79 @@ def test_force_ignores_the_index(tmp_path, force):
     earlier = EarlierRuns(state, tmp_path, force=force)
     earlier.open().close()
     assert not earlier.may_know("r1")
+
+
+# --- reruns of split rows, voice fan-outs and chapter groups ---------------------------------
+
+LONG = "One sentence here. Another sentence there. A third one to finish the row."
+
+
+def test_split_rows_rerun_sends_nothing_and_a_changed_row_alone_is_redone(tmp_path, local_server):
+    server = local_server()
+    out = tmp_path / "out"
+    rows = [{"id": "a", "text": LONG}, {"id": "b", "text": LONG.replace("One", "First")}]
+    args = ["--max-chars", "30", "--sample-rate", "8000"]
+    first = run_job(write_csv(tmp_path / "m.csv", rows), out, server.base_url, *args)
+    assert first.exit_code == 0, first.output
+    sent = starts(server)
+    assert sent > 2  # split into parts
+    again = run_job(tmp_path / "m.csv", out, server.base_url, *args)
+    assert again.exit_code == 0 and starts(server) == sent
+    assert [r["parts"] for r in again.results()] == [r["parts"] for r in first.results()]  # earlier values
+    rows[1]["text"] = LONG.replace("One", "Second")
+    changed = run_job(write_csv(tmp_path / "m.csv", rows), out, server.base_url, *args)
+    assert changed.exit_code == 0
+    assert 0 < starts(server) - sent <= changed.by_id()["b"]["parts"]
+    assert changed.by_id()["a"]["reused"] and not changed.by_id()["b"]["reused"]
+    # A different split changes every split row's file: all redone.
+    run_job(tmp_path / "m.csv", out, server.base_url, "--max-chars", "50", "--sample-rate", "8000")
+    assert not any(r["reused"] for r in pq.read_table(out / "results.parquet").to_pylist())
+
+
+def test_voice_fan_out_reruns_are_keyed_by_voice(tmp_path, local_server):
+    server = local_server()
+    out = tmp_path / "out"
+    manifest = write_csv(tmp_path / "m.csv", ROWS[:2])
+    assert run_job(manifest, out, server.base_url, "--voices", "magnus,emily").exit_code == 0
+    assert starts(server) == 4
+    job = run_job(manifest, out, server.base_url, "--voices", "emily,magnus,arjun")  # reordered, one more
+    assert job.exit_code == 0, job.output
+    assert starts(server) == 6  # only arjun's two
+    records = job.results()
+    assert [(r["id"], r["voice_id"], r["reused"]) for r in records] == [
+        ("a", "emily", True), ("a", "magnus", True), ("a", "arjun", False),
+        ("b", "emily", True), ("b", "magnus", True), ("b", "arjun", False),
+    ]  # fmt: skip
+    assert_file_exact(out, records[0], "First line.", voice_id="emily")
+
+
+def test_chapter_groups_stand_or_are_redone_whole(tmp_path, local_server):
+    server = local_server()
+    out = tmp_path / "out"
+    rows = [{"id": f"p{n}", "chapter": "one" if n <= 2 else "two", "text": f"Paragraph {n}."} for n in range(1, 6)]
+    args = ["--group-by", "chapter", "--sample-rate", "8000"]
+    assert run_job(write_csv(tmp_path / "m.csv", rows), out, server.base_url, *args).exit_code == 0
+    assert starts(server) == 5
+    one_stamp = (out / "audio" / "one.wav").stat().st_mtime_ns
+
+    job = run_job(tmp_path / "m.csv", out, server.base_url, *args)
+    assert job.exit_code == 0 and starts(server) == 5  # a finished book: nothing sent
+    assert all(r["reused"] for r in job.results())
+    assert (out / "audio" / "one.wav").stat().st_mtime_ns == one_stamp
+
+    rows[3]["text"] = "Paragraph four, rewritten."  # chapter two changes: its three rows are made again
+    job = run_job(write_csv(tmp_path / "m.csv", rows), out, server.base_url, *args)
+    assert job.exit_code == 0, job.output
+    assert starts(server) == 5 + 3
+    assert (out / "audio" / "one.wav").stat().st_mtime_ns == one_stamp  # chapter one untouched
+    from tests.test_books import joined
+
+    texts_two = [r["text"] for r in rows[2:]]
+    assert np.array_equal(read_int16(out / "audio" / "two.wav")[0], joined(texts_two, 0))
+
+    del rows[0]  # a row leaves chapter one: its file must be made again without it
+    job = run_job(write_csv(tmp_path / "m.csv", rows), out, server.base_url, *args)
+    assert job.exit_code == 0
+    assert starts(server) == 8 + 1
+    assert np.array_equal(read_int16(out / "audio" / "one.wav")[0], joined([rows[0]["text"]], 0))
+    assert [r["id"] for r in job.results()] == ["p2", "p3", "p4", "p5"]

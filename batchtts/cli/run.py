@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -11,11 +12,8 @@ from typing import Any
 
 import click
 
-from batchtts.cli.options import (
-    manifest_options,
-    request_default_options,
-    request_defaults_from,
-)
+from batchtts.cli.options import manifest_options, request_default_options, request_defaults_from
+from batchtts.cli.shape_options import shape_from, shape_options
 from batchtts.jobfile import job_file_option
 
 DEFAULT_BASE_URL = "https://api.smallest.ai"
@@ -85,6 +83,19 @@ def _endpoint(
         yield server.base_url, LOCAL_KEY
 
 
+def _count_in_background(manifest: Any, progress: Any, per_row: int = 1) -> None:
+    """Give the progress display a total (and so an ETA) without delaying the first request."""
+    import threading
+
+    def count() -> None:
+        try:
+            progress.total_known(manifest.scan_row_count() * per_row)
+        except Exception:  # a broken row: the job itself will report it
+            pass
+
+    threading.Thread(target=count, name="batchtts-count-rows", daemon=True).start()
+
+
 @click.command()
 @click.argument("manifest", required=False, type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -95,6 +106,7 @@ def _endpoint(
 @request_default_options
 @click.option("--file-format", type=click.Choice(["wav", "flac", "raw"]), default="wav", show_default=True,
               help="How PCM audio is stored.")
+@shape_options
 @click.option("--base-url", envvar="BATCHTTS_BASE_URL", default=DEFAULT_BASE_URL, show_default=True,
               help="API endpoint (env BATCHTTS_BASE_URL).")
 @click.option("--api-key-file", type=click.Path(dir_okay=False, path_type=Path),
@@ -187,15 +199,20 @@ def run(
     from batchtts.summary import print_summary
 
     cli_log = configure(log_format, verbose=verbose, quiet=quiet)
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     text_column, id_column = options.pop("text_column"), options.pop("id_column")
+    defaults = request_defaults_from(options)
+    shape = shape_from(options, defaults=defaults, file_format=file_format)
     spec = JobSpec(
         manifest=manifest,
         out_dir=out_dir,
         results_path=results_path,
         text_column=text_column,
         id_column=id_column,
-        defaults=request_defaults_from(options),
+        defaults=defaults,
         file_format=file_format,
+        shape=shape,
         concurrency=concurrency,
         rate=rate,
         adaptive=adaptive,
@@ -233,7 +250,11 @@ def run(
             cli_log.error(str(exc))
             sys.exit(EXIT_USAGE)
         mode = "off" if (no_progress or quiet) else progress_mode
-        runner.progress = cli_log.progress(mode, opened.count_rows())
+        per_row = len(shape.voices) or 1  # --voices: one result per (row, voice)
+        total = opened.count_rows()
+        runner.progress = cli_log.progress(mode, total * per_row if total is not None else None)
+        if mode != "off" and total is None:
+            _count_in_background(opened, runner.progress, per_row)
 
         async def main() -> Any:
             try:

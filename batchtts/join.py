@@ -1,0 +1,128 @@
+"""Concatenate 16-bit mono PCM files, with silence between them, into one file, streaming.
+
+The parts of a split text and the rows of a chapter are stored as WAV files
+(see :mod:`batchtts.parts`); this reads them block by block and writes the
+samples, and ``gap_ms`` of zeros between consecutive sources, through an
+:class:`~batchtts.sink.AudioSink`, so the result appears whole or not at all
+and memory stays at one block whatever the book's length. The samples are
+copied exactly: joining is byte-exact against the parts.
+
+The frame span of every source in the joined file is returned, so chapter
+times come from the same arithmetic that placed the audio.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from batchtts.sink import AudioSink, SinkResult
+
+#: Frames read and written at a time (128 KiB of 16-bit audio).
+BLOCK_FRAMES = 1 << 16
+
+
+class JoinError(ValueError):
+    """The sources cannot make one file: missing, not 16-bit mono, or at different rates."""
+
+
+@dataclass(frozen=True, slots=True)
+class Joined:
+    sink: SinkResult
+    sample_rate: int
+    #: (first frame, end frame) of each source in the joined file, in order.
+    spans: list[tuple[int, int]]
+
+
+def gap_frames(gap_ms: int, sample_rate: int) -> int:
+    """Frames of silence for ``gap_ms`` milliseconds (rounded to the nearest frame)."""
+    return (gap_ms * sample_rate + 500) // 1000
+
+
+def join_files(
+    sources: Sequence[Path],
+    final_path: Path,
+    *,
+    file_format: str = "wav",
+    gap_ms: int = 0,
+    block_frames: int = BLOCK_FRAMES,
+) -> Joined:
+    """Write ``sources`` in order, ``gap_ms`` of silence between each two, to ``final_path``.
+
+    ``file_format`` is how the joined PCM is stored (``wav``, ``flac`` or
+    ``raw``), as for a row. Raises :class:`JoinError` when the sources do not
+    agree, and leaves no file behind on any error.
+    """
+    import soundfile
+
+    if not sources:
+        raise JoinError("nothing to join")
+    rate = _sample_rate(sources[0])
+    sink = AudioSink(final_path, output_format="pcm", sample_rate=rate, file_format=file_format)
+    spans: list[tuple[int, int]] = []
+    position = 0
+    silence = gap_frames(gap_ms, rate)
+    try:
+        for index, source in enumerate(sources):
+            if index and silence:
+                _write_silence(sink, silence, block_frames)
+                position += silence
+            start = position
+            with _open(source) as audio:
+                if audio.samplerate != rate or audio.channels != 1:
+                    raise JoinError(
+                        f"{source.name}: {audio.channels} channel(s) at {audio.samplerate} Hz; "
+                        f"the first part is mono at {rate} Hz"
+                    )
+                while True:
+                    block = audio.read(block_frames, dtype="int16")
+                    if not len(block):
+                        break
+                    sink.write(_le_bytes(block))
+                    position += len(block)
+            spans.append((start, position))
+        result = sink.commit()
+    except soundfile.LibsndfileError as exc:
+        sink.abort()
+        raise JoinError(f"cannot read a part: {exc}") from None
+    except BaseException:
+        sink.abort()
+        raise
+    return Joined(sink=result, sample_rate=rate, spans=spans)
+
+
+def _sample_rate(path: Path) -> int:
+    with _open(path) as audio:
+        return int(audio.samplerate)
+
+
+def _open(path: Path):  # type: ignore[no-untyped-def]
+    import soundfile
+
+    try:
+        audio = soundfile.SoundFile(str(path))
+    except FileNotFoundError:
+        raise JoinError(f"part {path.name} is missing") from None
+    except soundfile.LibsndfileError as exc:
+        raise JoinError(f"part {path.name} is not readable audio: {exc}") from None
+    if audio.subtype != "PCM_16":
+        audio.close()
+        raise JoinError(f"part {path.name} is {audio.subtype}, not 16-bit PCM")
+    return audio
+
+
+def _write_silence(sink: AudioSink, frames: int, block_frames: int) -> None:
+    zeros = bytes(2 * min(frames, block_frames))
+    while frames > 0:
+        count = min(frames, block_frames)
+        sink.write(zeros if 2 * count == len(zeros) else zeros[: 2 * count])
+        frames -= count
+
+
+def _le_bytes(block) -> bytes:  # type: ignore[no-untyped-def]
+    """int16 samples as little-endian bytes, what the sink takes for PCM."""
+    if sys.byteorder != "little":  # pragma: no cover - big-endian hosts
+        block = block.astype("<i2")
+    return block.tobytes()
