@@ -285,38 +285,38 @@ class Runner:
 
     async def _produce(self, manifest: Manifest, send: MemoryObjectSendStream[PlannedRow]) -> None:
         """Damage deep in the manifest stops new starts; rows in flight still finish, then it is raised."""
-        try:
-            await self._produce_rows(manifest, send)
-        except ManifestError as exc:
-            self._manifest_error = exc
-            self._note_stop("manifest", self._redact(str(exc)), EXIT_USAGE, override=True)
-            self._stopping = True
+        async with send:  # closed however this ends, so the workers always see the end of the rows
+            try:
+                await self._produce_rows(manifest, send)
+            except ManifestError as exc:
+                self._manifest_error = exc
+                self._note_stop("manifest", self._redact(str(exc)), EXIT_USAGE, override=True)
+                self._stopping = True
 
     async def _produce_rows(self, manifest: Manifest, send: MemoryObjectSendStream[PlannedRow]) -> None:
         planner = RowPlanner(self.spec.defaults, track_duplicates=manifest.id_column is not None)
         standing = self._standing_groups(manifest)
         workers_gone = False
-        async with send:
-            for count, row in enumerate(manifest, start=1):
-                if self._abandoned:
-                    return
-                if count % 64 == 0:
-                    await anyio.sleep(0)  # let workers and the signal watcher run between long stretches
-                for variant, voice, item, problem in self._items(planner.plan(row)):
-                    self.summary.rows += 1
-                    if problem is not None:
-                        self._record_bad(item, variant, voice, problem)
-                    elif self._reuse_earlier(item, variant, voice, standing):
-                        pass
-                    elif self._stopping or workers_gone:
-                        self._record_pending(item, variant)
-                    else:
-                        self._open[(row.number, variant)] = item
-                        try:
-                            await send.send(item)
-                        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                            workers_gone = True  # stopped; the item stays open and is recorded pending at the end
-            self.summary.complete = True
+        for count, row in enumerate(manifest, start=1):
+            if self._abandoned:
+                return
+            if count % 64 == 0:
+                await anyio.sleep(0)  # let workers and the signal watcher run between long stretches
+            for variant, voice, item, problem in self._items(planner.plan(row)):
+                self.summary.rows += 1
+                if problem is not None:
+                    self._record_bad(item, variant, voice, problem)
+                elif self._reuse_earlier(item, variant, voice, standing):
+                    pass
+                elif self._stopping or workers_gone:
+                    self._record_pending(item, variant)
+                else:
+                    self._open[(row.number, variant)] = item
+                    try:
+                        await send.send(item)
+                    except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                        workers_gone = True  # stopped; the item stays open and is recorded pending at the end
+        self.summary.complete = True
 
     def _items(self, planned: PlannedRow) -> list[tuple[int | None, str | None, PlannedRow, str | None]]:
         """(variant, voice, item, why it is bad) for each result a row makes: one, or one per --voices voice."""

@@ -361,3 +361,20 @@ def test_chapter_groups_stand_or_are_redone_whole(tmp_path, local_server):
     assert starts(server) == 8 + 1
     assert np.array_equal(read_int16(out / "audio" / "one.wav")[0], joined([rows[0]["text"]], 0))
     assert [r["id"] for r in job.results()] == ["p2", "p3", "p4", "p5"]
+
+
+def test_damage_found_by_the_group_check_stops_cleanly(tmp_path, local_server):
+    """The --group-by rerun check reads the whole manifest first; damage there exits 2, sends nothing."""
+    server = local_server()
+    out = tmp_path / "out"
+    manifest = tmp_path / "m.jsonl"
+    good = [json.dumps({"id": f"p{n}", "chapter": "one", "text": f"Line {n}."}) for n in range(1, 3)]
+    manifest.write_text("\n".join(good) + "\n", encoding="utf-8")
+    args = ["--group-by", "chapter", "--sample-rate", "8000"]
+    assert run_job(manifest, out, server.base_url, *args).exit_code == 0
+    filler = [json.dumps({"id": f"q{n}", "chapter": "two", "text": f"More {n}."}) for n in range(1, 1100)]
+    manifest.write_text("\n".join(good + filler) + "\nnot json\n", encoding="utf-8")
+    job = run_job(manifest, out, server.base_url, *args)
+    assert job.exit_code == 2 and "is not valid JSON" in job.output
+    assert starts(server) == 2
+    assert summary(out)["stop_reason"] == "manifest"
