@@ -21,7 +21,9 @@ _NEXT_STEP = {
 
 def print_summary(summary: JobSummary, out_dir: Path, *, local: bool = False) -> None:
     wall = summary.wall_seconds
-    speed = summary.rows / wall if wall > 0 else 0.0
+    # Rows this run finished: not the pending ones, not the ones kept from earlier runs.
+    finished = summary.ok - summary.skipped + summary.failed
+    speed = finished / wall if wall > 0 else 0.0
     hours = summary.audio_seconds / 3600
     earlier = f" ({summary.skipped} kept from earlier runs)" if summary.skipped else ""
     pending = f", {summary.pending} pending" if summary.pending else ""
