@@ -20,10 +20,10 @@ test: install
 	$(BIN)/python -m pytest
 
 demo: install
-	$(BIN)/batchtts run jobs/demo.csv --out demo-out --local
+	$(BIN)/batchtts run --job jobs/demo.toml
 
 bench: install
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) demo-out .pytest_cache
+	rm -rf $(VENV) demo-out nightly-out audiobook-out .pytest_cache

@@ -37,7 +37,6 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
 import anyio
-from anyio.streams.memory import MemoryObjectSendStream
 
 from batchtts.chapters import EXTENSION as CHAPTERS_EXTENSION
 from batchtts.chapters import chapters_from_spans, write_ffmetadata
@@ -51,6 +50,7 @@ from batchtts.parts import PARTS_DIR, PartInfo, PartStore, request_fingerprint
 from batchtts.plan import PlannedRow
 from batchtts.request import TtsRequest
 from batchtts.results import OPTIONAL_COLUMNS, VARIANT_KEY, RowResult, utc_now_iso
+from batchtts.resume import file_stamp, group_fingerprint, row_fingerprint
 from batchtts.sink import AudioSink, SinkResult
 from batchtts.textsplit import split_text
 
@@ -213,21 +213,47 @@ class Assembly:
 
     # --- producer side --------------------------------------------------------
 
-    async def submit(self, planned: PlannedRow, send: MemoryObjectSendStream[PlannedRow]) -> None:
-        """Record a bad row (once per voice) or queue each (row, voice) for synthesis."""
+    def items(self, planned: PlannedRow) -> list[tuple[int | None, str | None, PlannedRow, str | None]]:
+        """(variant, voice, item, why it is bad or None) for each (row, voice) the runner handles.
+
+        The runner records the bad ones (:meth:`record_bad`), keeps earlier
+        results that stand (:mod:`batchtts.resume`) and queues the rest for
+        :meth:`synthesize`.
+        """
         if self.shape.voices:
             items = fan_out(planned, self.shape.voices)
         else:
             voice = planned.request.voice_id if planned.request else None
             items = [(None, voice, planned)]
-        for variant, voice, item in items:
-            self.host.summary.rows += 1
-            problem = item.error or self._problem(item)
-            if problem is not None:
-                self._record_bad(item, variant, voice, problem)
-                await anyio.sleep(0)
-            else:
-                await send.send(item)
+        return [(variant, voice, item, item.error or self._problem(item)) for variant, voice, item in items]
+
+    # --- what resume (batchtts.resume) needs to know ------------------------------
+
+    def group_key(self, row: Row, variant: int | None) -> tuple[str, int | None] | None:
+        """The ``--group-by`` group of a row (per fan-out variant); None without --group-by or an empty cell."""
+        if self.shape.group_by is None:
+            return None
+        cell = self._cell(row, self.shape.group_by)
+        return None if _is_empty(cell) else (_cell_text(cell), variant)
+
+    def row_fingerprint(self, row: Row, request: TtsRequest) -> str:
+        """What shapes this row's file: its request, the file format, how texts are split and joined,
+        and in a group, its id, order and title (they shape the group's file and chapters)."""
+        extra: dict[str, Any] = {}
+        if self.shape.joins:
+            extra.update(max_chars=self.shape.max_chars, join_gap_ms=self.shape.join_gap_ms)
+        if self.shape.group_by is not None:
+            extra["id"] = row.id
+            for name, column in (("order", self.shape.order_by), ("title", self.shape.title_column)):
+                value = self._cell(row, column) if column is not None else None
+                extra[name] = None if _is_empty(value) else _cell_text(value)
+        return row_fingerprint(request, self._file_format, extra)
+
+    def expected_path(self, row: Row, request: TtsRequest, voice: str | None) -> str:
+        """Where this run writes the row's file (its group's, with --group-by), relative to DIR."""
+        group = self.group_key(row, None)
+        name = group[0] if group is not None else row.id
+        return self._final_path(name, request, voice).relative_to(self._out_dir).as_posix()
 
     def _problem(self, planned: PlannedRow) -> str | None:
         """Why a valid request still cannot be made into this job's files."""
@@ -418,9 +444,15 @@ class Assembly:
                 self._record(work, error=f"group {group.name!r} not written: cannot join: {exc}")
             return
         self._release(fingerprints, ok=True)
+        in_manifest_order = sorted(rows, key=lambda work: work.planned.row.number)
+        whole = group_fingerprint(self.row_fingerprint(w.planned.row, w.request) for w in in_manifest_order)
         for work, (start, end) in zip(rows, spans, strict=True):
             self._record(
-                work, path=final, audio_seconds=(end - start) / joined.sample_rate, sample_rate=joined.sample_rate
+                work,
+                path=final,
+                audio_seconds=(end - start) / joined.sample_rate,
+                sample_rate=joined.sample_rate,
+                group_fingerprint=whole,
             )
 
     def record_unfinished(self) -> None:
@@ -465,7 +497,8 @@ class Assembly:
             return row.fields[column]
         return row.carried.get(column)
 
-    def _record_bad(self, planned: PlannedRow, variant: int | None, voice: str | None, reason: str) -> None:
+    def record_bad(self, planned: PlannedRow, variant: int | None, voice: str | None, reason: str) -> None:
+        """A (row, voice) that cannot be made: failed without a request (its group fails too)."""
         row = planned.row
         if voice is None:
             cell = row.fields.get("voice_id")
@@ -506,6 +539,7 @@ class Assembly:
         error: str | None = None,
         audio_seconds: float | None = None,
         sample_rate: int | None = None,
+        group_fingerprint: str | None = None,
     ) -> None:
         row, request, parts = work.planned.row, work.request, work.parts
         ok = error is None and path is not None
@@ -536,6 +570,12 @@ class Assembly:
             carried=row.carried,
             extra=self._extra(work.variant, parts),
         )
+        # For reruns (batchtts.resume): what made the file, and the file as written.
+        result.extra["fingerprint"] = self.row_fingerprint(row, request)
+        if ok and path is not None:
+            result.extra.update(file_stamp(path) or {})
+            if group_fingerprint is not None:
+                result.extra["group_fingerprint"] = group_fingerprint
         if ok and audio_seconds:
             self.host.summary.audio_seconds += audio_seconds
         self.host.append_result(result)

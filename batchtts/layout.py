@@ -12,7 +12,10 @@ Layout of ``DIR`` (the ``--out`` folder)::
       audio/.<name>.<ext>.<random>.part
                                 a file being written (renamed into place when complete)
       results.parquet           the results manifest (``--results`` may put it elsewhere)
+      summary.json              counts and exit status for schedulers (:mod:`batchtts.report`)
       .batchtts/journal.jsonl   one JSON line per finished row, appended as rows finish
+      .batchtts/journal.prev.jsonl  earlier runs' journal while a run uses it (:mod:`batchtts.resume`)
+      .batchtts/lock            held by the running job (:mod:`batchtts.lock`)
 
 A row id is arbitrary text from the manifest, so it is never used as a path
 directly. Ids that are already safe keep their name; every other id gets a

@@ -3,8 +3,9 @@
 Rows finish in any order and a job may crash, so each finished row is appended
 to the journal at once (flushed per row, fsync'd in batches); the results
 manifest is written from the journal at the end, ordered by manifest row,
-whole or not at all (temp file + rename). A later run over the same output
-folder appends to the same journal, and the latest entry for each row wins.
+whole or not at all (temp file + rename). Reopening a journal appends to it,
+and the latest entry for each row wins; the runner gives each run a fresh
+journal and keeps the earlier one only while it needs it (:mod:`batchtts.resume`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
+#: A row this run did not start or finish (a limit, a signal); the next run does it.
+STATUS_PENDING = "pending"
 
 #: The fixed columns of the results manifest, in order; carried columns follow.
 RESULT_COLUMNS: tuple[str, ...] = (
@@ -55,6 +58,7 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "voice_id",
     "started_at",
     "finished_at",
+    "reused",
 )
 #: Columns only some jobs have, placed after the fixed ones: ``--max-chars`` adds
 #: the number of parts of each row's text and each part's request id.
@@ -64,6 +68,7 @@ VARIANT_KEY = "variant"
 _INT_COLUMNS = frozenset({"row", "attempts", "http_status", "audio_bytes", "sample_rate", "parts"})
 _LIST_COLUMNS = frozenset({"part_request_ids"})
 _FLOAT_COLUMNS = frozenset({"ttfb_ms", "total_ms", "audio_seconds"})
+_BOOL_COLUMNS = frozenset({"reused"})
 #: A carried column named like a fixed column is written as ``input_<name>``.
 CLASH_PREFIX = "input_"
 #: Results manifest formats, by file extension.
@@ -108,8 +113,10 @@ class RowResult:
     voice_id: str | None = None
     started_at: str | None = None  # utc_now_iso() format
     finished_at: str | None = None
+    reused: bool | None = None  # True: an earlier run's result, kept without a request
     carried: dict[str, Any] = field(default_factory=dict)
-    #: Optional columns (:data:`OPTIONAL_COLUMNS`) and :data:`VARIANT_KEY`, when the job has them.
+    #: Optional columns (:data:`OPTIONAL_COLUMNS`) and :data:`VARIANT_KEY`, when the job has them,
+    #: and journal-only keys: the resume fingerprint and file stamp (:mod:`batchtts.resume`).
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_entry(self) -> dict[str, Any]:
@@ -147,12 +154,25 @@ class Journal:
         self._synced_at = time.monotonic()
         self._lock = threading.Lock()
 
-    def append(self, result: RowResult) -> None:
-        line = _encode_line(result.to_entry())
+    def append(self, result: RowResult, *, durable: bool = True) -> None:
+        """Append one row's result (see :meth:`append_entry` for ``durable``)."""
+        self.append_entry(result.to_entry(), durable=durable)
+
+    def append_entry(self, entry: Mapping[str, Any], *, durable: bool = True) -> None:
+        """Append a ready-made entry (e.g. one copied from an earlier run's journal).
+
+        ``durable=False`` is for entries that are cheap to lose (another file
+        still holds them, or the next run recomputes them): written to the
+        file's buffer only, reaching the OS with the next durable entry, a
+        flush or the close, in order.
+        """
+        line = _encode_line(entry)
         with self._lock:
             if self._file is None:
                 raise ValueError("append() on a closed journal")
             self._file.write(line)
+            if not durable:
+                return
             self._file.flush()
             self._unsynced += 1
             if self._unsynced >= self.fsync_every or time.monotonic() - self._synced_at >= self.fsync_seconds:
@@ -235,6 +255,16 @@ def final_entries(journal: Journal) -> Iterator[dict[str, Any]]:
         for offset in off_a[order[last_of_group]].tolist():
             handle.seek(offset)
             yield json.loads(handle.readline().decode("utf-8", "surrogatepass"))
+
+
+def read_journal_file(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(byte offset, entry) for each complete, readable line of a journal file, in file order."""
+    return _read_entries(path)
+
+
+def id_key(row_id: Any) -> int:
+    """A signed 64-bit digest of a row id, as the journal readers key rows."""
+    return _id_key(row_id)
 
 
 def _id_key(row_id: Any) -> int:
@@ -381,6 +411,8 @@ def _fixed_type(name: str, *, for_csv: bool = False) -> pa.DataType:
         return pa.int64()
     if name in _FLOAT_COLUMNS:
         return pa.float64()
+    if name in _BOOL_COLUMNS:
+        return pa.bool_()
     return pa.string()
 
 

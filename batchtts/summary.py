@@ -12,18 +12,27 @@ from batchtts.runner import JobSummary
 _NEXT_STEP = {
     "auth": "the API rejected the key: check SMALLEST_API_KEY or --api-key-file, then rerun",
     "interrupted": "interrupted: rerun the same command to finish the remaining rows",
+    "deadline": "the deadline passed: rerun the same command to do the pending rows",
+    "budget": "the character budget ran out: rerun (with a new budget) to do the pending rows",
+    "limit": "the row limit was reached: rerun the same command to do the pending rows",
+    "manifest": "the manifest could not be read to the end",
 }
 
 
 def print_summary(summary: JobSummary, out_dir: Path, *, local: bool = False) -> None:
     wall = summary.wall_seconds
-    speed = summary.rows / wall if wall > 0 else 0.0
+    # Rows this run finished: not the pending ones, not the ones kept from earlier runs.
+    finished = summary.ok - summary.skipped + summary.failed
+    speed = finished / wall if wall > 0 else 0.0
     hours = summary.audio_seconds / 3600
+    earlier = f" ({summary.skipped} kept from earlier runs)" if summary.skipped else ""
+    pending = f", {summary.pending} pending" if summary.pending else ""
     lines = [
-        f"batchtts: {summary.rows} rows: {summary.ok} ok, {summary.failed} failed "
+        f"batchtts: {summary.rows} rows: {summary.ok} ok, {summary.failed} failed{pending}{earlier} "
         f"in {format_duration(wall)} ({speed:.1f} rows/s)",
-        f"batchtts: {hours:.3f} h of audio ({format_duration(summary.audio_seconds)})"
-        f"{' from the local server' if local else ''}; "
+        f"batchtts: {hours:.3f} h of audio made ({format_duration(summary.audio_seconds)})"
+        f"{' by the local server' if local else ''}"
+        f"{f', {format_duration(summary.audio_seconds_total)} in all' if summary.skipped else ''}; "
         f"{summary.retries} retries, {summary.rate_limited} rate-limited (429)",
     ]
     for row_id, reason in summary.failure_examples:
@@ -34,6 +43,6 @@ def print_summary(summary: JobSummary, out_dir: Path, *, local: bool = False) ->
         advice = _NEXT_STEP.get(summary.stopped, summary.stopped)
         detail = f" ({summary.stop_message})" if summary.stop_message else ""
         lines.append(f"batchtts: stopped: {advice}{detail}")
-    lines.append(f"batchtts: audio in {out_dir}/, results in {summary.results_path}")
+    lines.append(f"batchtts: audio in {out_dir}/, results in {summary.results_path}, summary in {out_dir}/summary.json")
     for line in lines:
         click.echo(line, err=True)

@@ -14,6 +14,7 @@ import click
 
 from batchtts.cli.options import manifest_options, request_default_options, request_defaults_from
 from batchtts.cli.shape_options import shape_from, shape_options
+from batchtts.jobfile import job_file_option
 
 DEFAULT_BASE_URL = "https://api.smallest.ai"
 KEY_ENV = "SMALLEST_API_KEY"
@@ -27,6 +28,17 @@ def _rate(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
 
     try:
         return parse_rate(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return None
+    from batchtts.units import parse_duration
+
+    try:
+        return parse_duration(str(value))
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
 
@@ -50,7 +62,9 @@ def _read_key(api_key_file: Path | None) -> str:
 
 
 @contextlib.contextmanager
-def _endpoint(local: bool, engine: str, base_url: str, api_key_file: Path | None, quiet: bool) -> Iterator[tuple[str, str]]:
+def _endpoint(
+    local: bool, engine: str, base_url: str, api_key_file: Path | None, say: Any
+) -> Iterator[tuple[str, str]]:
     """Yield (base_url, key): the real API's, or a local server's started in-process."""
     if not local:
         yield base_url, _read_key(api_key_file)
@@ -59,12 +73,13 @@ def _endpoint(local: bool, engine: str, base_url: str, api_key_file: Path | None
     from batchtts.server.running import LocalServer
 
     with LocalServer(ServerConfig(engine=engine)) as server:
-        if not quiet:
-            click.echo(
-                f"batchtts: using the bundled local server at {server.base_url} "
-                f"(engine: {server.engine_name}); the audio is local, not from the Waves API",
-                err=True,
-            )
+        say(
+            "local_server",
+            f"using the bundled local server at {server.base_url} "
+            f"(engine: {server.engine_name}); the audio is local, not from the Waves API",
+            url=server.base_url,
+            engine=server.engine_name,
+        )
         yield server.base_url, LOCAL_KEY
 
 
@@ -82,9 +97,9 @@ def _count_in_background(manifest: Any, progress: Any, per_row: int = 1) -> None
 
 
 @click.command()
-@click.argument("manifest", type=click.Path(path_type=Path))
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Output folder: audio files, results manifest, journal.")
+@click.argument("manifest", required=False, type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Output folder: audio files, results manifest, journal, summary.json. Required.")
 @click.option("--results", "results_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Results manifest path (.parquet, .csv or .jsonl). Default: OUT/results.parquet.")
 @manifest_options
@@ -112,12 +127,26 @@ def _count_in_background(manifest: Any, progress: Any, per_row: int = 1) -> None
               help="Idle read timeout of one attempt, seconds.")
 @click.option("--connect-timeout", type=click.FloatRange(0.1), default=10.0, show_default=True,
               help="Connect timeout, seconds.")
+@click.option("--force", is_flag=True, help="Redo every row, even those an earlier run finished.")
+@click.option("--retry-failed/--no-retry-failed", default=True, show_default=True,
+              help="Try rows that failed in an earlier run again (no: keep their failure, send nothing).")
+@click.option("--grace", "grace", type=click.FloatRange(0), default=10.0, show_default=True, metavar="SECONDS",
+              help="On SIGINT/SIGTERM, time rows in flight get to finish before they are cancelled.")
+@click.option("--deadline", callback=_duration, metavar="DURATION",
+              help="Start no row after this long (e.g. 90m, 5h); rows in flight finish; exit 4.")
+@click.option("--max-characters", type=click.IntRange(0), metavar="N",
+              help="Start no row that would take the characters of text started past N; exit 4.")
+@click.option("--limit", type=click.IntRange(0), metavar="N",
+              help="Start at most N rows this run (rows whose earlier result stands do not count); exit 4.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="stderr as text lines, or one JSON object per line.")
 @click.option("--progress", "progress_mode", type=click.Choice(["auto", "live", "plain", "off"]), default="auto",
               show_default=True, help="Live display on a terminal, plain lines elsewhere.")
 @click.option("--no-progress", is_flag=True, help="Same as --progress off.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors.")
 @click.option("-v", "--verbose", count=True, help="More detail: -v each failed row, -vv every row.")
 @click.option("--backoff-scale", type=float, default=1.0, hidden=True, help="Tests: scale every retry wait.")
+@job_file_option(required={"manifest": "MANIFEST", "out_dir": "--out"})
 def run(
     manifest: Path,
     out_dir: Path,
@@ -134,6 +163,13 @@ def run(
     max_backoff: float,
     timeout: float,
     connect_timeout: float,
+    force: bool,
+    retry_failed: bool,
+    grace: float,
+    deadline: float | None,
+    max_characters: int | None,
+    limit: int | None,
+    log_format: str,
     progress_mode: str,
     no_progress: bool,
     quiet: bool,
@@ -143,19 +179,26 @@ def run(
 ) -> None:
     """Synthesize every row of MANIFEST into OUT, one audio file per row.
 
+    Rerunning the same command on the same OUT sends nothing for rows already
+    done, retries failed rows and redoes new or changed ones. A --job FILE.toml
+    may give every option; options typed here override it.
+
     \b
     Example:
       batchtts run lines.csv --out out/ --voice-id emily --concurrency 8 --rate 300/min
       batchtts run lines.csv --out out/ --local        # no key, bundled local server
+      batchtts run --job jobs/nightly-dataset.toml --deadline 5h
     """
     from batchtts.client import ApiKey, WavesClient
     from batchtts.errors import ManifestError
+    from batchtts.logs import configure
     from batchtts.progress import make_progress
+    from batchtts.report import summary_document
     from batchtts.retry import RetryPolicy
     from batchtts.runner import EXIT_USAGE, JobSpec, Runner
     from batchtts.summary import print_summary
 
-    logging.basicConfig(level=logging.WARNING - 10 * verbose, format="batchtts: %(message)s", stream=sys.stderr)
+    cli_log = configure(log_format, verbose=verbose, quiet=quiet)
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     text_column, id_column = options.pop("text_column"), options.pop("id_column")
@@ -174,6 +217,12 @@ def run(
         rate=rate,
         adaptive=adaptive,
         retry=RetryPolicy(max_attempts=max_attempts, max_backoff=max_backoff, time_scale=backoff_scale),
+        grace_seconds=grace,
+        force=force,
+        retry_failed=retry_failed,
+        deadline_seconds=deadline,
+        max_characters=max_characters,
+        limit=limit,
     )
     import anyio
 
@@ -184,7 +233,7 @@ def run(
         results_format(spec.results)
     except UsageError as exc:
         raise click.UsageError(str(exc)) from None
-    with _endpoint(local, engine, base_url, api_key_file, quiet) as (url, key):
+    with _endpoint(local, engine, base_url, api_key_file, cli_log.say) as (url, key):
         secret = ApiKey(key)
         client = WavesClient(url, secret, idle_timeout=timeout, connect_timeout=connect_timeout,
                              max_connections=concurrency)
@@ -192,17 +241,18 @@ def run(
         def redact(text: str) -> str:
             return text.replace(key, "********") if key else text
 
+        cli_log.set_redact(redact)
         progress_placeholder = make_progress("off", None)
         runner = Runner(spec, client, progress_placeholder, redact=redact)
         try:
             opened = runner.open_manifest()
         except ManifestError as exc:
-            click.echo(f"batchtts: error: {exc}", err=True)
+            cli_log.error(str(exc))
             sys.exit(EXIT_USAGE)
         mode = "off" if (no_progress or quiet) else progress_mode
         per_row = len(shape.voices) or 1  # --voices: one result per (row, voice)
         total = opened.count_rows()
-        runner.progress = make_progress(mode, total * per_row if total is not None else None)
+        runner.progress = cli_log.progress(mode, total * per_row if total is not None else None)
         if mode != "off" and total is None:
             _count_in_background(opened, runner.progress, per_row)
 
@@ -216,9 +266,13 @@ def run(
 
         try:
             summary = anyio.run(main)
-        except ManifestError as exc:
-            click.echo(f"batchtts: error: {redact(str(exc))}", err=True)
+        except (ManifestError, UsageError) as exc:  # UsageError: the folder is locked by another run
+            cli_log.error(str(exc))
             sys.exit(EXIT_USAGE)
     if not quiet or summary.exit_code not in (0, 1):
-        print_summary(summary, out_dir, local=local)
+        if cli_log.json:
+            document = summary_document(summary, spec)
+            cli_log.say("summary", f"{summary.rows} rows: {summary.ok} ok, {summary.failed} failed", **document)
+        else:
+            print_summary(summary, out_dir, local=local)
     sys.exit(summary.exit_code)

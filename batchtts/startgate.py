@@ -1,0 +1,59 @@
+"""Limits a scheduler sets on one run: a deadline, a character budget, a row count.
+
+Each is checked when a worker is about to start a row (its first request), so
+a row is either started whole or not at all: rows in flight always finish (with
+their retries), and the rows refused are recorded ``pending`` for the next run.
+Rows whose earlier result stands (resume) and bad rows send nothing, so they
+count against none of these limits.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from batchtts.progress import format_duration
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    reason: str  # "deadline", "budget" or "limit": the stop reason in summary.json
+    message: str  # for people: which limit, and its value
+
+
+class StartGate:
+    """Says whether the next row may start; counts the rows and characters started."""
+
+    def __init__(
+        self,
+        *,
+        deadline_seconds: float | None = None,
+        max_characters: int | None = None,
+        limit: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._clock = clock
+        self._deadline_seconds = deadline_seconds
+        self._deadline = clock() + deadline_seconds if deadline_seconds is not None else None
+        self.max_characters = max_characters
+        self.limit = limit
+        self.rows_started = 0
+        self.characters_started = 0
+
+    def admit(self, characters: int) -> Refusal | None:
+        """Count a row of ``characters`` as started, or say which limit refuses it."""
+        if self._deadline is not None and self._clock() >= self._deadline:
+            shown = format_duration(self._deadline_seconds or 0)
+            return Refusal("deadline", f"the deadline (--deadline {shown}) passed")
+        if self.limit is not None and self.rows_started >= self.limit:
+            return Refusal("limit", f"{self.limit} row(s) started (--limit {self.limit})")
+        if self.max_characters is not None and self.characters_started + characters > self.max_characters:
+            return Refusal(
+                "budget",
+                f"the next row ({characters} characters) would exceed the character budget "
+                f"(--max-characters {self.max_characters}; {self.characters_started} started)",
+            )
+        self.rows_started += 1
+        self.characters_started += characters
+        return None
