@@ -61,13 +61,13 @@ class Config:
 
     runs: int = 3
     startup_runs: int = 10
-    floor_rows: int = 600
+    floor_rows: int = 1000
     floor_concurrency: int = 16
     floor_pacing: str = "1000/s"  # pacing on, well above what two cores reach
     rate: int = 40  # requests/s the server allows and the runner is told
-    rate_rows: int = 300
+    rate_rows: int = 240
     latency_cases: tuple[tuple[int, float], ...] = ((64, 1.0), (256, 4.0))  # (concurrency, latency s)
-    latency_rows: int = 768
+    latency_rows: int = 640
     validate_rows: int = 1_000_000
     limit_manifest_rows: int = 1_000_000
     limit_rows: int = 20_000
@@ -276,7 +276,8 @@ def bench_floor(cfg: Config, work: Path) -> list[Figure]:
     small_manifest, small_lines = write_workload(work, small)
     runner_args = ["--concurrency", str(c), "--rate", cfg.floor_pacing, "--max-attempts", "5",
                    "--sample-rate", "24000", "--file-format", "raw"]
-    kinds = ("floor", "floor_small", "fast", "fast_small", "runner", "runner_small", "runner_wav")
+    kinds = ("floor", "floor_small", "fast", "fast_small", "runner", "runner_small", "runner_wav",
+             "no_fsync", "no_fsync_small")
     samples: dict[str, list[Measured]] = {k: [] for k in kinds}
 
     def floor(lines: Path, server: Server, *extra: str) -> Measured:
@@ -284,9 +285,11 @@ def bench_floor(cfg: Config, work: Path) -> list[Figure]:
         return measure([PYTHON, str(FLOOR), str(lines), str(out), "--base-url", server.url,
                         "--concurrency", str(c), "--sample-rate", "24000", *extra], server=server)
 
-    def runner(manifest: Path, server: Server, *extra: str) -> Measured:
-        return measure(run_argv(manifest, work / "runner-out", server, *runner_args, *extra),
-                       env=RUN_ENV, server=server)
+    def runner(manifest: Path, server: Server, *extra: str, no_fsync: bool = False) -> Measured:
+        argv = run_argv(manifest, work / "runner-out", server, *runner_args, *extra)
+        if no_fsync:
+            argv[1:3] = [str(HERE / "no_fsync.py")]  # python -m batchtts -> python no_fsync.py
+        return measure(argv, env=RUN_ENV, server=server)
 
     with Server() as server:
         runner(small_manifest, server)  # warm the page cache and the server
@@ -299,6 +302,8 @@ def bench_floor(cfg: Config, work: Path) -> list[Figure]:
             samples["fast_small"].append(floor(small_lines, server, "--fast"))
             samples["runner_small"].append(runner(small_manifest, server))
             samples["runner_wav"].append(runner(big_manifest, server, "--file-format", "wav"))
+            samples["no_fsync"].append(runner(big_manifest, server, no_fsync=True))
+            samples["no_fsync_small"].append(runner(small_manifest, server, no_fsync=True))
 
     def per_row(key: str) -> float:
         return median([m.cpu / n for m in samples[key]]) * 1000
@@ -324,6 +329,8 @@ def bench_floor(cfg: Config, work: Path) -> list[Figure]:
         Figure("floor", "runner: client CPU per row, marginal", f"{runner_marginal:.2f} ms"),
         Figure("floor", "**runner ÷ floor**, marginal", f"{ratio:.2f}x", "≤ 1.1x", ratio <= 1.1),
         Figure("floor", "runner ÷ floor with orjson + pybase64, marginal", f"{runner_marginal / fast_marginal:.2f}x"),
+        Figure("floor", "runner with fsync a no-op (`benchmarks/no_fsync.py`; attribution only): marginal, "
+               "and ÷ floor", f"{marginal('no_fsync'):.2f} ms ({marginal('no_fsync') / floor_marginal:.2f}x)"),
         Figure("floor", "floor / runner: client CPU per row, whole process (start-up included)",
                f"{per_row('floor'):.2f} ms / {per_row('runner'):.2f} ms "
                f"({per_row('runner') / per_row('floor'):.2f}x)"),
@@ -411,10 +418,11 @@ def supports_limit() -> bool:
 
 
 def bench_memory(cfg: Config, work: Path) -> list[Figure]:
+    """Peak RSS of one run each (it varies by a megabyte or two between runs, unlike CPU time)."""
     figures = []
     # 1. validate over a big Parquet manifest.
     manifest = write_parquet(work / f"validate-{cfg.validate_rows}.parquet", cfg.validate_rows)
-    rss = median([measure(batchtts("validate", str(manifest))).maxrss_mb for _ in range(cfg.runs)])
+    rss = measure(batchtts("validate", str(manifest))).maxrss_mb  # one run: peak RSS hardly varies
     figures.append(Figure("memory", f"`batchtts validate`, {cfg.validate_rows:,}-row Parquet manifest: peak RSS",
                           f"{rss:.0f} MB", "< 250 MB", rss < 250))
     # 2. A run over a 1M-row manifest stopped by --limit, against a run of a small manifest.
