@@ -100,8 +100,12 @@ class WavesClient:
         self._auth = f"Bearer {api_key.reveal()}"
         pools = max(1, -(-max_connections // POOL_CONNECTIONS))
         per_pool = -(-max_connections // pools)
+        # One TLS context for all pools: each httpx client would otherwise load the
+        # CA bundle again (~20 ms of CPU each, 0.3 s for the 16 pools of 256 streams).
+        tls = httpx.create_ssl_context()
         self._pools = [
             httpx.AsyncClient(
+                verify=tls,
                 timeout=httpx.Timeout(idle_timeout, connect=connect_timeout),
                 limits=httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool),
                 headers={"User-Agent": f"batchtts/{__version__}"},

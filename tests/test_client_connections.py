@@ -50,3 +50,22 @@ def test_many_streams_spread_over_several_pools_and_still_reuse(tmp_path, counti
     assert all(r["status"] == "ok" for r in job.results())
     assert server.stats.snapshot()["max_concurrent_streams"] <= concurrency
     assert len(peers) <= concurrency
+
+
+def test_the_pools_share_one_tls_context(monkeypatch):
+    """Loading the CA bundle costs ~20 ms of CPU: once per job, not once per pool."""
+    import ssl
+
+    from batchtts.client import ApiKey, WavesClient
+
+    loads: list[int] = []
+    original = ssl.SSLContext.load_verify_locations
+
+    def counting(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        loads.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counting)
+    client = WavesClient("https://api.example", ApiKey("k"), max_connections=POOL_CONNECTIONS * 4)
+    assert len(client._pools) == 4
+    assert len(loads) == 1
