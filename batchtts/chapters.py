@@ -16,13 +16,12 @@ requires.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from batchtts.layout import create_temp_file
+from batchtts.layout import atomic_text_file
 
 HEADER = ";FFMETADATA1"
 EXTENSION = "ffmeta"
@@ -75,16 +74,8 @@ def ffmetadata(chapters: Sequence[Chapter], *, title: str | None = None) -> str:
 
 def write_ffmetadata(path: Path, chapters: Sequence[Chapter], *, title: str | None = None) -> None:
     """Write the chapters file whole or not at all (temp file + rename)."""
-    fd, temp = create_temp_file(path)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(ffmetadata(chapters, title=title))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    with atomic_text_file(path, newline="\n") as handle:
+        handle.write(ffmetadata(chapters, title=title))
 
 
 def parse_ffmetadata(text: str) -> tuple[dict[str, str], list[dict[str, str]]]:

@@ -31,7 +31,10 @@ import os
 import re
 import tempfile
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
+from typing import Any, TextIO
 
 #: Folder (relative to DIR) that holds the audio files.
 AUDIO_DIR = PurePosixPath("audio")
@@ -172,6 +175,25 @@ def create_temp_file(final_path: Path) -> tuple[int, Path]:
     if hasattr(os, "fchmod"):
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp's 0600 would make the finished file private
     return fd, Path(name)
+
+
+@contextmanager
+def atomic_text_file(final_path: Path, **open_kwargs: Any) -> Iterator[TextIO]:
+    """Open a temp file beside ``final_path`` for text; rename it into place only if the body succeeds.
+
+    Every small file the runner writes (summary, chapters, metadata) goes
+    through here, so each appears whole or not at all.
+    """
+    fd, temp = create_temp_file(final_path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", **open_kwargs) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, final_path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
 
 
 def _current_umask() -> int:

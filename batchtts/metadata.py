@@ -27,13 +27,12 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any, TextIO
 
-from batchtts.layout import LJSPEECH_AUDIO_DIR, create_temp_file
+from batchtts.layout import LJSPEECH_AUDIO_DIR, atomic_text_file
 from batchtts.manifest import Manifest, Row
 from batchtts.plan import RowPlanner
 from batchtts.request import OVERRIDABLE_FIELDS, TtsRequest
@@ -68,19 +67,11 @@ def write_metadata(
         raise ValueError(f"unknown metadata kind {kind!r}; choose one of {', '.join(METADATA_KINDS)}")
     path = Path(out_dir) / METADATA_FILES[kind]
     records = _ok_records(entries, manifest, RowPlanner(defaults, track_duplicates=False))
-    fd, temp = create_temp_file(path)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            if kind == "ljspeech":
-                count = _write_ljspeech(handle, records)
-            else:
-                count = _write_audiofolder(handle, records, manifest.carried_columns, jsonl=kind.endswith("jsonl"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    with atomic_text_file(path, newline="") as handle:
+        if kind == "ljspeech":
+            count = _write_ljspeech(handle, records)
+        else:
+            count = _write_audiofolder(handle, records, manifest.carried_columns, jsonl=kind.endswith("jsonl"))
     return path, count
 
 

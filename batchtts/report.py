@@ -9,12 +9,11 @@ whole or not at all (temp file + rename), so a wrapper script can read
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from batchtts import __version__
-from batchtts.layout import create_temp_file
+from batchtts.layout import atomic_text_file
 
 if TYPE_CHECKING:
     from batchtts.runner import JobSpec, JobSummary
@@ -74,14 +73,6 @@ def _mean(total: float, count: int) -> float | None:
 
 def write_summary_json(path: Path, document: dict[str, Any]) -> None:
     """Write ``document`` to ``path`` whole or not at all."""
-    fd, temp = create_temp_file(path)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=2, ensure_ascii=False)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    with atomic_text_file(path) as handle:
+        json.dump(document, handle, indent=2, ensure_ascii=False)
+        handle.write("\n")
