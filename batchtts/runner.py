@@ -350,21 +350,8 @@ class Runner:
         assert request is not None
         final = self._final_path(row.id, request)
         started_at = utc_now_iso()
-        last = _Attempted()
-        error: AttemptError | None = None
-        try:
-            async for attempt in retrying(self.spec.retry):
-                with attempt:
-                    await self._attempt(request, row.id, final, last)
-        except AuthRejected as exc:
-            error = exc
-            self._stop("auth", self._redact(exc.message), EXIT_AUTH)
-        except AttemptError as exc:
-            error = exc
-        self.summary.attempts += last.attempts
-        self.summary.retries += max(0, last.attempts - 1)
-        self.summary.characters_sent += len(request.text) * last.attempts
-        self._record(planned, request, last, error, started_at, final)
+        done = await self.synthesize_file(request, row.id, final, self.spec.file_format)
+        self._record(planned, request, done, done.error, started_at, final)
 
     async def _attempt(
         self, request: TtsRequest, row_id: str, final: Path, last: _Attempted, file_format: str | None = None
@@ -462,7 +449,7 @@ class Runner:
         self,
         planned: PlannedRow,
         request: TtsRequest,
-        last: _Attempted,
+        last: Synthesized,
         error: AttemptError | None,
         started_at: str,
         final: Path,
