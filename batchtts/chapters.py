@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from batchtts.layout import atomic_text_file
+from batchtts.layout import atomic_file
 
 HEADER = ";FFMETADATA1"
 EXTENSION = "ffmeta"
@@ -74,7 +74,7 @@ def ffmetadata(chapters: Sequence[Chapter], *, title: str | None = None) -> str:
 
 def write_ffmetadata(path: Path, chapters: Sequence[Chapter], *, title: str | None = None) -> None:
     """Write the chapters file whole or not at all (temp file + rename)."""
-    with atomic_text_file(path, newline="\n") as handle:
+    with atomic_file(path, newline="\n") as handle:
         handle.write(ffmetadata(chapters, title=title))
 
 

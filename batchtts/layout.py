@@ -34,7 +34,7 @@ import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import Any, TextIO
+from typing import Any
 
 #: Folder (relative to DIR) that holds the audio files.
 AUDIO_DIR = PurePosixPath("audio")
@@ -178,15 +178,17 @@ def create_temp_file(final_path: Path) -> tuple[int, Path]:
 
 
 @contextmanager
-def atomic_text_file(final_path: Path, **open_kwargs: Any) -> Iterator[TextIO]:
-    """Open a temp file beside ``final_path`` for text; rename it into place only if the body succeeds.
+def atomic_file(final_path: Path, mode: str = "w", **open_kwargs: Any) -> Iterator[Any]:
+    """Open a temp file beside ``final_path``; fsync and rename it into place only if the body succeeds.
 
-    Every small file the runner writes (summary, chapters, metadata) goes
-    through here, so each appears whole or not at all.
+    Every whole file the runner writes (results, summary, chapters, metadata)
+    goes through here, so each appears whole or not at all. Text modes are UTF-8.
     """
+    if "b" not in mode:
+        open_kwargs.setdefault("encoding", "utf-8")
     fd, temp = create_temp_file(final_path)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", **open_kwargs) as handle:
+        with os.fdopen(fd, mode, **open_kwargs) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any, TextIO
 
-from batchtts.layout import LJSPEECH_AUDIO_DIR, atomic_text_file
+from batchtts.layout import LJSPEECH_AUDIO_DIR, atomic_file
 from batchtts.manifest import Manifest, Row
 from batchtts.plan import RowPlanner
 from batchtts.request import OVERRIDABLE_FIELDS, TtsRequest
@@ -67,7 +67,7 @@ def write_metadata(
         raise ValueError(f"unknown metadata kind {kind!r}; choose one of {', '.join(METADATA_KINDS)}")
     path = Path(out_dir) / METADATA_FILES[kind]
     records = _ok_records(entries, manifest, RowPlanner(defaults, track_duplicates=False))
-    with atomic_text_file(path, newline="") as handle:
+    with atomic_file(path, newline="") as handle:
         if kind == "ljspeech":
             count = _write_ljspeech(handle, records)
         else:

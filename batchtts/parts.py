@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
-from batchtts.layout import create_temp_file
+from batchtts.layout import atomic_file
 from batchtts.request import TtsRequest
 
 #: Where parts live, relative to the output folder.
@@ -82,14 +81,8 @@ class PartStore:
     def save_info(self, fingerprint: str, info: PartInfo) -> None:
         """Write the part's JSON next to its audio (after the audio is in place)."""
         path = self._info_path(fingerprint)
-        fd, temp = create_temp_file(path)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(asdict(info), handle)
-            os.replace(temp, path)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
+        with atomic_file(path) as handle:
+            json.dump(asdict(info), handle)
 
     def remove(self, fingerprint: str) -> None:
         """Drop a part that is no longer needed (its row or group file is written)."""

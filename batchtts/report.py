@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from batchtts import __version__
-from batchtts.layout import atomic_text_file
+from batchtts.layout import atomic_file
 
 if TYPE_CHECKING:
     from batchtts.runner import JobSpec, JobSummary
@@ -73,6 +73,6 @@ def _mean(total: float, count: int) -> float | None:
 
 def write_summary_json(path: Path, document: dict[str, Any]) -> None:
     """Write ``document`` to ``path`` whole or not at all."""
-    with atomic_text_file(path) as handle:
+    with atomic_file(path) as handle:
         json.dump(document, handle, indent=2, ensure_ascii=False)
         handle.write("\n")

@@ -26,7 +26,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from batchtts.errors import UsageError
-from batchtts.layout import create_temp_file
+from batchtts.layout import atomic_file
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -505,23 +505,15 @@ def write_results(
     schema = results_schema(carried_columns, carried_types, for_csv=fmt == "csv", extra_columns=extra_columns)
     sources: list[tuple[bool, str]] = [(False, name) for name in (*RESULT_COLUMNS, *extra_columns)]
     sources += [(True, source) for source, _out in output_names(carried_columns, extra_columns)]
-    fd, temp = create_temp_file(path)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            writer = _ResultsWriter(fmt, handle, schema)
-            written = 0
-            try:
-                for batch in _batches(entries, WRITE_BATCH_ROWS):
-                    writer.write(_to_table(batch, schema, sources))
-                    written += len(batch)
-            finally:
-                writer.close()  # before its file closes, even when the temp file is to be dropped
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "wb") as handle:
+        writer = _ResultsWriter(fmt, handle, schema)
+        written = 0
+        try:
+            for batch in _batches(entries, WRITE_BATCH_ROWS):
+                writer.write(_to_table(batch, schema, sources))
+                written += len(batch)
+        finally:
+            writer.close()  # before its file closes, even when the temp file is to be dropped
     return written
 
 

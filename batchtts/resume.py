@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from batchtts.layout import create_temp_file
+from batchtts.layout import atomic_file
 from batchtts.request import TtsRequest
 from batchtts.results import STATUS_FAILED, STATUS_OK, VARIANT_KEY, Journal, id_key, read_journal_file
 
@@ -309,23 +309,16 @@ def compact_journals(sources: Sequence[Path], dest: Path) -> int:
     of the sources. Returns the entries written.
     """
     index = ResumeIndex(sources)
-    fd, temp = create_temp_file(dest)
     written = 0
     try:
-        with os.fdopen(fd, "wb") as out:
+        with atomic_file(dest, "wb") as out:
             for position in index.positions_in_file_order():
                 line = index.line_at(position)
                 if line.endswith(b"\n"):
                     out.write(line)
                     written += 1
-            out.flush()
-            os.fsync(out.fileno())
+    finally:
         index.close()
-        os.replace(temp, dest)
-    except BaseException:
-        index.close()
-        temp.unlink(missing_ok=True)
-        raise
     log.info("compacted the journals of earlier runs: %d row(s) kept", written)
     return written
 
