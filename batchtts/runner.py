@@ -359,7 +359,7 @@ class Runner:
         last.attempts += 1
         last.request_id = request_id_for(row_id, self._run_token, last.attempts)
         last.outcome = None
-        async with self._throttle.slot() as started:
+        async with self._throttle.slot() as start:
             self.progress.limits_changed(self._throttle.state)
             sink = AudioSink(
                 final,
@@ -368,11 +368,13 @@ class Runner:
                 file_format=file_format or self.spec.file_format,
             )
             try:
-                last.outcome = await self.client.synthesize(request.with_request_id(last.request_id), sink)
+                last.outcome = await self.client.synthesize(
+                    request.with_request_id(last.request_id), sink, start=start if self._throttle.counts_sends else None
+                )
                 last.sink = await anyio.to_thread.run_sync(sink.commit)
             except RateLimited as exc:
                 sink.abort()
-                self._throttle.on_rate_limited(started, exc.retry_after)
+                self._throttle.on_rate_limited(start.granted_at, exc.retry_after)
                 raise
             except BaseException:
                 sink.abort()
