@@ -57,7 +57,7 @@ from batchtts.resume import EarlierRuns, GroupCheck, file_stamp, row_fingerprint
 from batchtts.retry import RetryPolicy, retrying
 from batchtts.sink import AudioSink, SinkResult, remove_stale_temp_files
 from batchtts.startgate import StartGate
-from batchtts.units import Rate
+from batchtts.units import Deadline, Rate
 
 log = logging.getLogger("batchtts")
 
@@ -92,7 +92,7 @@ class JobSpec:
     force: bool = False
     retry_failed: bool = True
     #: Limits for schedulers (:mod:`batchtts.startgate`); None = no limit.
-    deadline_seconds: float | None = None
+    deadline: Deadline | None = None
     max_characters: int | None = None
     limit: int | None = None
 
@@ -178,7 +178,7 @@ class Runner:
             spec.state_dir, self._out_dir, force=spec.force, retry_failed=spec.retry_failed
         )
         self._gate = StartGate(
-            deadline_seconds=spec.deadline_seconds, max_characters=spec.max_characters, limit=spec.limit
+            deadline=spec.deadline, max_characters=spec.max_characters, limit=spec.limit
         )
         #: Items (a row, or a (row, voice) of a --voices fan-out) handed to the workers and not
         #: recorded yet, by (row number, variant): recorded pending at the end. As many as are in flight.

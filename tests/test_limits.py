@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import anyio
 import anyio.lowlevel
 import pytest
 
 from batchtts import limits
 from batchtts.limits import Start, Throttle
-from batchtts.units import Rate, parse_rate
+from batchtts.units import Rate, parse_deadline, parse_rate
 
 
 def max_in_window(times: list[float], window: float) -> int:
@@ -242,3 +244,34 @@ def test_a_free_slot_is_taken_without_yielding_to_other_tasks() -> None:
 
     anyio.run(main)
     assert seen == [[]]
+
+
+#: 22:00 on the machine's own clock: naive times in a deadline are local.
+NIGHT = datetime(2026, 11, 24, 22, 0).astimezone()
+
+
+@pytest.mark.parametrize(
+    "text,seconds",
+    [
+        ("5h", 5 * 3600),
+        ("1h30m", 5400),
+        ("06:00", 8 * 3600),  # at 22:00: tomorrow morning
+        ("23:30", 5400),  # later today
+        ("22:00", 24 * 3600),  # now: the next one is tomorrow
+        ("2026-11-25T06:00", 8 * 3600),  # a local date and time
+        ("2026-11-24 21:00:00", -3600),  # past: the run starts nothing
+    ],
+)
+def test_parse_deadline(text: str, seconds: float) -> None:
+    assert parse_deadline(text, now=NIGHT).seconds_left(NIGHT) == seconds
+
+
+def test_a_deadline_with_an_offset_is_that_instant() -> None:
+    deadline = parse_deadline("2026-11-25T05:00Z", now=NIGHT)
+    assert deadline.at == datetime(2026, 11, 25, 5, 0, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("text", ["soon", "25:00", "12:75", "2026-13-01T00:00", ""])
+def test_parse_deadline_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match="not a"):
+        parse_deadline(text, now=NIGHT)
