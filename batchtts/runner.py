@@ -58,7 +58,7 @@ from batchtts.resume import EarlierRuns, GroupCheck, file_stamp, row_fingerprint
 from batchtts.retry import RetryPolicy, call_with_retries
 from batchtts.sink import AudioSink, SinkResult, remove_stale_temp_files
 from batchtts.startgate import StartGate
-from batchtts.units import Rate
+from batchtts.units import Deadline, Rate
 
 log = logging.getLogger("batchtts")
 
@@ -93,7 +93,7 @@ class JobSpec:
     force: bool = False
     retry_failed: bool = True
     #: Limits for schedulers (:mod:`batchtts.startgate`); None = no limit.
-    deadline_seconds: float | None = None
+    deadline: Deadline | None = None
     max_characters: int | None = None
     limit: int | None = None
 
@@ -184,7 +184,7 @@ class Runner:
             spec.state_dir, self._out_dir, force=spec.force, retry_failed=spec.retry_failed
         )
         self._gate = StartGate(
-            deadline_seconds=spec.deadline_seconds, max_characters=spec.max_characters, limit=spec.limit
+            deadline=spec.deadline, max_characters=spec.max_characters, limit=spec.limit
         )
         #: Items (a row, or a (row, voice) of a --voices fan-out) handed to the workers and not
         #: recorded yet, by (row number, variant): recorded pending at the end. As many as are in flight.
@@ -380,7 +380,7 @@ class Runner:
         last.attempts += 1
         last.request_id = request_id_for(row_id, self._run_token, last.attempts)
         last.outcome = None
-        async with self._throttle.slot() as started:
+        async with self._throttle.slot() as start:
             self.progress.limits_changed(self._throttle.state)
             sink = AudioSink(
                 final,
@@ -389,11 +389,13 @@ class Runner:
                 file_format=file_format or self.spec.file_format,
             )
             try:
-                last.outcome = await self.client.synthesize(request.with_request_id(last.request_id), sink)
+                last.outcome = await self.client.synthesize(
+                    request.with_request_id(last.request_id), sink, start=start if self._throttle.counts_sends else None
+                )
                 sink.finish()
             except RateLimited as exc:
                 sink.abort()
-                self._throttle.on_rate_limited(started, exc.retry_after)
+                self._throttle.on_rate_limited(start.granted_at, exc.retry_after)
                 raise
             except OSError as exc:  # the audio came, the disk refused it (full?): retrying would not help
                 sink.abort()
