@@ -10,9 +10,7 @@ tests exercise real retries in milliseconds (the idea of stamina's test mode).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from functools import cache
 
 import anyio
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
@@ -53,30 +51,3 @@ def retrying(policy: RetryPolicy) -> AsyncRetrying:
         sleep=anyio.sleep,
         reraise=True,
     )
-
-
-@cache
-def _wait_for(policy: RetryPolicy) -> _BackoffOrRetryAfter:
-    return _BackoffOrRetryAfter(policy)
-
-
-async def call_with_retries(policy: RetryPolicy, attempt: Callable[[], Awaitable[None]]) -> None:
-    """Await ``attempt()`` until it succeeds, as :func:`retrying` would, without its per-call cost.
-
-    The same attempts, errors and waits as the tenacity loop (its wait strategy
-    is reused), but a first attempt that succeeds costs one call: tenacity's
-    loop built its state and actions for every row (~28 µs of CPU a row).
-    """
-    number = 0
-    while True:
-        number += 1
-        try:
-            await attempt()
-            return
-        except TransientError as error:
-            if number >= policy.max_attempts:
-                raise
-            state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
-            state.attempt_number = number
-            state.set_exception((type(error), error, error.__traceback__))
-            await anyio.sleep(_wait_for(policy)(state))

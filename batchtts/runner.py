@@ -55,7 +55,7 @@ from batchtts.results import (
     write_journal_results,
 )
 from batchtts.resume import EarlierRuns, GroupCheck, file_stamp, row_fingerprint
-from batchtts.retry import RetryPolicy, call_with_retries
+from batchtts.retry import RetryPolicy, retrying
 from batchtts.sink import AudioSink, SinkResult, remove_stale_temp_files
 from batchtts.startgate import StartGate
 from batchtts.units import Deadline, Rate
@@ -443,9 +443,9 @@ class Runner:
         """The retry loop: ``finished`` holds the file of the attempt that succeeded, ``error`` the last error."""
         last = _Attempted()
         try:
-            await call_with_retries(
-                self.spec.retry, lambda: self._attempt(request, key, path, last, file_format=file_format)
-            )
+            async for attempt in retrying(self.spec.retry):
+                with attempt:
+                    await self._attempt(request, key, path, last, file_format=file_format)
         except AuthRejected as exc:
             last.error = exc
             self._stop("auth", self._redact(exc.message), EXIT_AUTH)

@@ -8,30 +8,19 @@ from tenacity import RetryCallState
 
 from batchtts.client import parse_retry_after
 from batchtts.errors import AuthRejected, NetworkError, RateLimited, RequestRejected, StreamIncomplete
-from batchtts.retry import RetryPolicy, _BackoffOrRetryAfter, call_with_retries, retrying
+from batchtts.retry import RetryPolicy, _BackoffOrRetryAfter, retrying
 
 
-@pytest.fixture(params=["tenacity", "call_with_retries"])
-def loop(request: pytest.FixtureRequest) -> str:
-    return request.param
-
-
-def attempts_until(errors: list[Exception], policy: RetryPolicy, loop: str = "tenacity") -> tuple[int, BaseException | None]:
+def attempts_until(errors: list[Exception], policy: RetryPolicy) -> tuple[int, BaseException | None]:
     count = 0
 
-    async def one() -> None:
-        nonlocal count
-        count += 1
-        if count <= len(errors):
-            raise errors[count - 1]
-
     async def main() -> None:
-        if loop == "call_with_retries":
-            await call_with_retries(policy, one)
-            return
+        nonlocal count
         async for attempt in retrying(policy):
             with attempt:
-                await one()
+                count += 1
+                if count <= len(errors):
+                    raise errors[count - 1]
 
     try:
         anyio.run(main)
@@ -43,20 +32,20 @@ def attempts_until(errors: list[Exception], policy: RetryPolicy, loop: str = "te
 FAST = RetryPolicy(max_attempts=5, time_scale=0.0)
 
 
-def test_transient_errors_are_retried_until_success(loop: str) -> None:
+def test_transient_errors_are_retried_until_success() -> None:
     errors = [StreamIncomplete("cut"), RateLimited("429", retry_after=1), NetworkError("reset")]
-    assert attempts_until(errors, FAST, loop) == (4, None)
+    assert attempts_until(errors, FAST) == (4, None)
 
 
-def test_attempts_stop_at_max_attempts_with_the_last_error(loop: str) -> None:
-    count, error = attempts_until([StreamIncomplete(f"cut {i}") for i in range(10)], FAST, loop)
+def test_attempts_stop_at_max_attempts_with_the_last_error() -> None:
+    count, error = attempts_until([StreamIncomplete(f"cut {i}") for i in range(10)], FAST)
     assert count == 5
     assert str(error) == "cut 4"
 
 
 @pytest.mark.parametrize("error", [RequestRejected("400"), AuthRejected("401")])
-def test_client_errors_are_tried_once(error: Exception, loop: str) -> None:
-    assert attempts_until([error], FAST, loop) == (1, error)
+def test_client_errors_are_tried_once(error: Exception) -> None:
+    assert attempts_until([error], FAST) == (1, error)
 
 
 def wait_for(error: Exception, attempt: int, policy: RetryPolicy) -> float:
