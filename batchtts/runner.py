@@ -363,13 +363,17 @@ class Runner:
         final = self._final_path(row.id, request)
         started_at = utc_now_iso()
         last = await self._stream_file(request, row.id, final, self.spec.file_format)
+        # When its last attempt ended, not when its group of files landed: the row's own timing.
+        finished_at = utc_now_iso()
         if last.finished is None:
-            self._record(planned, request, last.synthesized(None, last.error), last.error, started_at, final)
+            self._record(
+                planned, request, last.synthesized(None, last.error), last.error, started_at, final, finished_at
+            )
             return
 
         def committed(sink: SinkResult | None, error: OSError | None) -> None:
             failure = None if error is None else _storage_error(error)
-            self._record(planned, request, last.synthesized(sink, failure), failure, started_at, final)
+            self._record(planned, request, last.synthesized(sink, failure), failure, started_at, final, finished_at)
 
         self._commits.submit(last.finished, committed)
 
@@ -495,6 +499,7 @@ class Runner:
         error: AttemptError | None,
         started_at: str,
         final: Path,
+        finished_at: str | None = None,
     ) -> None:
         row = planned.row
         ok = error is None and last.sink is not None
@@ -517,7 +522,7 @@ class Runner:
             output_format=request.output_format,
             voice_id=request.voice_id,
             started_at=started_at,
-            finished_at=utc_now_iso(),
+            finished_at=finished_at or utc_now_iso(),
             reused=False,
             carried=row.carried,
         )
