@@ -115,10 +115,13 @@ class GroupCommit:
     def _put(self, item: _Queued) -> None:
         if self._closed:
             raise RuntimeError("the group commit is closed")
-        if not self._queue:
+        first = not self._queue
+        if first:
             self._first_at = time.monotonic()
         self._queue.append(item)
-        if len(self._queue) >= self.max_group or item.event is not None:
+        # The first file starts the linger clock (run() sleeps without a timeout while
+        # nothing is queued); a full group or an awaited file ends the linger at once.
+        if first or len(self._queue) >= self.max_group or item.event is not None:
             self._poke()
 
     def _poke(self) -> None:

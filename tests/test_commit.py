@@ -75,6 +75,33 @@ def test_queued_files_land_together_and_only_then_are_reported(tmp_path: Path) -
     assert parts(tmp_path) == []
 
 
+def test_a_file_queued_while_the_committer_idles_lands_after_the_linger(tmp_path: Path) -> None:
+    # The common case of a slow job: the committer is idle (nothing queued) when a row
+    # finishes. Its file must land after the linger, not wait for 63 more or the job's end.
+    landed: list[str] = []
+
+    async def main() -> None:
+        group = GroupCommit(linger=0.01)
+        arrived = anyio.Event()
+
+        def done(result: SinkResult | None, error: OSError | None) -> None:
+            assert result is not None and error is None
+            landed.append(result.path.name)
+            arrived.set()
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(group.run)
+                await anyio.sleep(0.05)  # run() is idle now
+                group.submit(finished(tmp_path, "a"), done)
+                await arrived.wait()  # before close(): the linger, not the end, committed it
+                assert group.groups == 1
+                group.close()
+
+    anyio.run(main)
+    assert landed == ["a.pcm"]
+
+
 def test_a_full_group_goes_without_waiting(tmp_path: Path) -> None:
     async def main() -> int:
         group = GroupCommit(max_group=2, linger=FOREVER)
