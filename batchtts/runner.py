@@ -19,6 +19,7 @@ manifest. The folder is locked for the whole run (:mod:`batchtts.lock`).
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import signal
 import time
@@ -372,7 +373,7 @@ class Runner:
             return
 
         def committed(sink: SinkResult | None, error: OSError | None) -> None:
-            failure = None if error is None else _storage_error(error)
+            failure = None if error is None else self._storage_failed(error)
             self._record(planned, request, last.synthesized(sink, failure), failure, started_at, final, finished_at)
 
         self._commits.submit(last.finished, committed)
@@ -403,7 +404,7 @@ class Runner:
                 raise
             except OSError as exc:  # the audio came, the disk refused it (full?): retrying would not help
                 sink.abort()
-                raise _storage_error(exc) from exc
+                raise self._storage_failed(exc) from exc
             except BaseException:
                 sink.abort()
                 raise
@@ -440,7 +441,7 @@ class Runner:
         try:
             sink = await self._commits.commit(last.finished)
         except OSError as exc:
-            return last.synthesized(None, _storage_error(exc))
+            return last.synthesized(None, self._storage_failed(exc))
         return last.synthesized(sink, None)
 
     async def _stream_file(self, request: TtsRequest, key: str, path: Path, file_format: str) -> _Attempted:
@@ -666,6 +667,20 @@ class Runner:
             self.summary.stop_message = message
             self._forced_exit = exit_code
 
+    def _storage_failed(self, exc: OSError) -> StorageError:
+        """A row's failure when its file could not be written or committed (its request was paid for).
+
+        A full, over-quota or read-only disk would refuse every later file too, each
+        after a paid request: no new row starts (they stay pending for a rerun once
+        there is room); rows in flight finish or fail on their own.
+        """
+        error = StorageError(f"cannot store the audio file: {exc.strerror or exc}")
+        if exc.errno in _STORAGE_EXHAUSTED and not self._stopping:
+            log.error("%s: no new rows start; free space, then rerun to do the pending rows", error.message)
+            self._note_stop("storage", error.message, EXIT_ROWS_FAILED)
+            self._stopping = True
+        return error
+
     def _stop(self, reason: str, message: str | None, exit_code: int) -> None:
         """Stop at once (a rejected key): in-flight streams are cancelled."""
         self._note_stop(reason, message, exit_code, override=True)
@@ -715,9 +730,8 @@ class Runner:
         return EXIT_ROWS_FAILED if self.summary.failed else EXIT_OK
 
 
-def _storage_error(exc: OSError) -> StorageError:
-    """A row's failure when its file could not be written or committed (the request was paid for)."""
-    return StorageError(f"cannot store the audio file: {exc.strerror or exc}")
+#: Storage errors after which no later file can land either: the job stops starting rows.
+_STORAGE_EXHAUSTED = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 
 def _single_error(exc: BaseException) -> BaseException:

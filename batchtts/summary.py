@@ -16,6 +16,7 @@ _NEXT_STEP = {
     "budget": "the character budget ran out: rerun (with a new budget) to do the pending rows",
     "limit": "the row limit was reached: rerun the same command to do the pending rows",
     "manifest": "the manifest could not be read to the end",
+    "storage": "the disk refused the audio (full or read-only): free space, then rerun to do the pending rows",
 }
 
 

@@ -29,11 +29,11 @@ from tests.runner_support import TEST_KEY, run_job, write_csv
 ROWS = [{"id": f"row-{n:02d}", "text": f"Line {n} ok."} for n in range(12)]
 
 
-def test_a_disk_that_refuses_the_files_fails_each_row_clearly_and_a_rerun_does_them(
+def test_a_disk_that_refuses_the_files_stops_new_rows_and_a_rerun_does_them(
     tmp_path: Path, local_server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    server = local_server()
-    manifest = write_csv(tmp_path / "m.csv", ROWS[:4])
+    server = local_server(latency=0.2)
+    manifest = write_csv(tmp_path / "m.csv", ROWS)
     out = tmp_path / "out"
 
     def full(fd: int) -> None:
@@ -42,12 +42,21 @@ def test_a_disk_that_refuses_the_files_fails_each_row_clearly_and_a_rerun_does_t
     with monkeypatch.context() as patch:
         patch.setattr(commit_module, "_load_syncfs", lambda: None)  # per-file fdatasync, which fails
         patch.setattr(commit_module, "_fdatasync", full)
-        job = run_job(manifest, out, server.base_url, "--concurrency", "2")
+        job = run_job(manifest, out, server.base_url, "--concurrency", "1")
     assert job.exit_code == 1, job.output
-    for record in job.results():
-        assert record["status"] == "failed" and record["attempts"] == 1  # not retried: the disk is full
+    # The first refused file stops new rows: every later one would be a paid request lost too.
+    # Rows streamed while that first group was being made durable fail the same way.
+    records = job.results()
+    failed = [r for r in records if r["status"] == "failed"]
+    assert [r["status"] for r in records] == ["failed"] * len(failed) + ["pending"] * (len(ROWS) - len(failed))
+    assert 1 <= len(failed) < len(ROWS) and starts(server) == len(failed)
+    for record in failed:
+        assert record["attempts"] == 1  # not retried: the disk is full
         assert record["error"] == "cannot store the audio file: No space left on device"
         assert record["path"] is None
+    report = summary(out)
+    assert (report["stop_reason"], report["exit_status"]) == ("storage", 1)
+    assert "free space, then rerun" in job.output
     assert temp_files(out) == [] and not any((out / "audio").iterdir())
     rerun = run_job(manifest, out, server.base_url)
     assert rerun.exit_code == 0, rerun.output
@@ -61,16 +70,32 @@ def test_a_write_error_mid_stream_fails_the_row_without_retrying(
     manifest = write_csv(tmp_path / "m.csv", ROWS[:2])
 
     def write(self: AudioSink, chunk: bytes) -> None:
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
 
     monkeypatch.setattr(AudioSink, "write", write)
     job = run_job(manifest, tmp_path / "out", server.base_url)
     assert job.exit_code == 1, job.output
+    # An I/O error is not known to repeat: the next row is still tried.
     assert [(r["status"], r["attempts"], r["error"]) for r in job.results()] == [
-        ("failed", 1, "cannot store the audio file: No space left on device")
+        ("failed", 1, "cannot store the audio file: Input/output error")
     ] * 2
     assert starts(server) == 2
     assert temp_files(tmp_path / "out") == []
+
+
+def test_a_full_disk_mid_stream_stops_new_rows(tmp_path: Path, local_server, monkeypatch: pytest.MonkeyPatch) -> None:
+    server = local_server()
+    manifest = write_csv(tmp_path / "m.csv", ROWS[:5])
+
+    def write(self: AudioSink, chunk: bytes) -> None:
+        raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
+
+    monkeypatch.setattr(AudioSink, "write", write)
+    job = run_job(manifest, tmp_path / "out", server.base_url, "--concurrency", "1")
+    assert job.exit_code == 1, job.output
+    assert [r["status"] for r in job.results()] == ["failed"] + ["pending"] * 4
+    assert starts(server) == 1
+    assert summary(tmp_path / "out")["stop_reason"] == "storage"
 
 
 @pytest.mark.parametrize(
