@@ -11,6 +11,7 @@ journal and keeps the earlier one only while it needs it (:mod:`batchtts.resume`
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import logging
 import math
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from batchtts.errors import UsageError
 from batchtts.layout import atomic_file
+from batchtts.nearsort import in_order
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -219,6 +221,14 @@ class Journal:
             yield entry
 
 
+#: Journal lines :func:`final_entries` keeps in order at a time (parsed, in its second pass):
+#: a line written more than this many lines after it was due is sorted apart.
+ORDER_WINDOW = 512
+
+#: A journal line's place: (row, variant, 64-bit id hash, byte offset); unique per line.
+_LineKey = tuple[int, int, int, int]
+
+
 def final_entries(journal: Journal) -> Iterator[dict[str, Any]]:
     """The latest entry for each manifest row (and fan-out variant), ordered by ``row``.
 
@@ -228,41 +238,74 @@ def final_entries(journal: Journal) -> Iterator[dict[str, Any]]:
     voice fan-out, each variant (:data:`VARIANT_KEY`, the voice's index in
     ``--voices``) of a row is its own result, in variant order.
 
-    Memory: 32 bytes per journal line (row, variant, 64-bit id hash, file
-    offset, in arrays), not the entries themselves: a second pass reads each
-    winning line back by its offset. So about 32 MB per million lines, and
-    ~55 MB at the peak of the sort (measured), whatever the carried columns hold.
+    Memory does not grow with the journal when it is nearly in row order, as a
+    run writes it (:mod:`batchtts.nearsort`): a first pass keeps only the lines
+    that come more than :data:`ORDER_WINDOW` lines late (32 bytes each: row,
+    variant, 64-bit id hash, file offset), a second pass streams the rest in
+    order through a window of :data:`ORDER_WINDOW` entries and merges in the late
+    ones, read back by their offsets. A journal in no order at all costs those
+    32 bytes for most of its lines.
     """
     import numpy as np
 
     journal.flush(fsync=False)
     rows, variants, keys, offsets = array("q"), array("q"), array("q"), array("q")
-    for offset, entry in _read_entries(journal.path):
-        row = entry.get("row")
-        rows.append(row if isinstance(row, int) and not isinstance(row, bool) else 2**63 - 1)
-        variant = entry.get(VARIANT_KEY)
-        variants.append(variant if isinstance(variant, int) and not isinstance(variant, bool) else -1)
-        keys.append(_id_key(entry.get("id")))
-        offsets.append(offset)
-    if not offsets:
+
+    def note_late(key: _LineKey, _entry: object) -> None:
+        rows.append(key[0])
+        variants.append(key[1])
+        keys.append(key[2])
+        offsets.append(key[3])
+
+    end = -1
+    for key, _entry in in_order(_keyed_lines(journal.path), ORDER_WINDOW, note_late):
+        end = max(end, key[3])
+    end = max(end, max(offsets, default=-1))  # the last line the first pass read: the second reads no further
+    if end < 0:
         return
-    columns = [np.frombuffer(a, dtype=np.int64) for a in (rows, variants, keys)]
-    # By row, variant, id; lexsort is stable, so within a group the file order (the
-    # offsets only grow) is kept and the last of each group is the latest entry.
-    order = np.lexsort(columns[::-1])
-    new_group = np.zeros(len(order), dtype=bool)
-    new_group[-1] = True  # the last entry ends the last group
-    for column in columns:  # one sorted copy at a time: a million lines cost ~30 MB here, not ~110
-        ordered = column[order]
-        new_group[:-1] |= ordered[1:] != ordered[:-1]
-        del ordered
-    winners = np.frombuffer(offsets, dtype=np.int64)[order[new_group]]
-    del columns, order, new_group, rows, variants, keys, offsets
+    late_order = np.lexsort([np.frombuffer(a, dtype=np.int64) for a in (offsets, keys, variants, rows)])
+
+    def late_lines() -> Iterator[tuple[_LineKey, None]]:
+        columns = (rows, variants, keys, offsets)
+        for start in range(0, len(late_order), 65536):  # Python ints a block at a time
+            block = late_order[start : start + 65536]
+            picked = [np.frombuffer(a, dtype=np.int64)[block].tolist() for a in columns]
+            for key in zip(*picked, strict=True):
+                yield key, None
+
+    in_order_lines = in_order(_keyed_lines(journal.path, end), ORDER_WINDOW, lambda key, entry: None)
     with open(journal.path, "rb") as handle:
-        for start in range(0, len(winners), 65536):  # Python ints a block at a time
-            for offset in winners[start : start + 65536].tolist():
-                handle.seek(offset)
-                yield json.loads(handle.readline().decode("utf-8", "surrogatepass"))
+        latest: tuple[_LineKey, dict[str, Any] | None] | None = None
+        for line in heapq.merge(in_order_lines, late_lines()):
+            if latest is not None and latest[0][:3] != line[0][:3]:
+                yield _entry_of(latest, handle)
+            latest = line  # the same row, variant and id later in the file: the later entry wins
+        if latest is not None:
+            yield _entry_of(latest, handle)
+
+
+def _keyed_lines(path: Path, end: int | None = None) -> Iterator[tuple[_LineKey, dict[str, Any]]]:
+    """(its place, entry) for each journal line, up to the line at offset ``end``."""
+    for offset, entry in _read_entries(path):
+        if end is not None and offset > end:
+            return
+        row = entry.get("row")
+        variant = entry.get(VARIANT_KEY)
+        yield (
+            row if type(row) is int and -(2**63) <= row < 2**63 else 2**63 - 1,
+            variant if type(variant) is int and -(2**63) <= variant < 2**63 else -1,
+            _id_key(entry.get("id")),
+            offset,
+        ), entry
+
+
+def _entry_of(line: tuple[_LineKey, dict[str, Any] | None], handle: BinaryIO) -> dict[str, Any]:
+    """The line's entry: parsed already, or read back at its offset (a late line)."""
+    key, entry = line
+    if entry is not None:
+        return entry
+    handle.seek(key[3])
+    return json.loads(handle.readline().decode("utf-8", "surrogatepass"))
 
 
 def read_journal_file(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:

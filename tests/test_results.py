@@ -229,6 +229,41 @@ def test_last_entry_per_row_wins_in_row_order(tmp_path: Path) -> None:
     assert entries[1]["error"] == "first run 2"
 
 
+@pytest.mark.parametrize("window", [1, 4, 512])
+def test_stragglers_and_rewrites_land_in_row_order_with_the_latest_winning(tmp_path, monkeypatch, window) -> None:
+    """A run's journal: rows a few places late, some far late, pending rows written then finished."""
+    import random
+
+    monkeypatch.setattr(results, "ORDER_WINDOW", window)
+    rng = random.Random(window)
+    numbers = list(range(1, 401))
+    for start in range(0, 400, 8):  # workers finish rows a few places out of order
+        block = numbers[start : start + 8]
+        rng.shuffle(block)
+        numbers[start : start + 8] = block
+    stragglers = [numbers.pop(rng.randrange(len(numbers))) for _ in range(20)]  # finish after everything
+    expected: dict[tuple[int, int | None], str] = {}
+    with Journal(tmp_path / "j.jsonl") as journal:
+        for number in numbers:
+            journal.append(failed_row(number, error=f"first {number}"))
+            expected[(number, None)] = f"first {number}"
+        for number in stragglers:
+            journal.append(failed_row(number, error=f"late {number}"))
+            expected[(number, None)] = f"late {number}"
+        for number in (5, 250, *stragglers[:3]):  # written again: the later entry wins, wherever each one sits
+            journal.append(failed_row(number, error=f"again {number}"))
+            expected[(number, None)] = f"again {number}"
+        for variant in (1, 0):  # a fan-out's variants of row 7, in variant order
+            result = failed_row(7, error=f"variant {variant}")
+            result.extra[results.VARIANT_KEY] = variant
+            journal.append(result)
+            expected[(7, variant)] = f"variant {variant}"
+        entries = list(final_entries(journal))
+    assert [(e["row"], e.get("variant"), e["error"]) for e in entries] == [
+        (row, variant, error) for (row, variant), error in sorted(expected.items(), key=lambda i: (i[0][0], -1 if i[0][1] is None else i[0][1]))
+    ]
+
+
 def test_final_entries_of_an_empty_journal(tmp_path: Path) -> None:
     with Journal(tmp_path / "j.jsonl") as journal:
         assert list(final_entries(journal)) == []
