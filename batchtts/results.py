@@ -26,6 +26,8 @@ from pathlib import Path, PurePath
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+import orjson
+
 from batchtts.errors import UsageError
 from batchtts.layout import atomic_file
 from batchtts.nearsort import in_order
@@ -305,7 +307,7 @@ def _entry_of(line: tuple[_LineKey, dict[str, Any] | None], handle: BinaryIO) ->
     if entry is not None:
         return entry
     handle.seek(key[3])
-    return json.loads(handle.readline().decode("utf-8", "surrogatepass"))
+    return parse_line(handle.readline())
 
 
 def read_journal_file(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -341,6 +343,20 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+def parse_line(line: bytes) -> Any:
+    """One journal line's JSON; raises ValueError when it is not JSON.
+
+    orjson parses a line 3 to 4 times faster than :mod:`json`, and journals are
+    read whole (results, resume index); lines it refuses are read by :mod:`json`,
+    which accepts what :func:`_encode_line` may write and orjson does not: lone
+    surrogates (encoded with ``surrogatepass``), NaN and integers beyond 64 bits.
+    """
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return json.loads(line.decode("utf-8", "surrogatepass"))
+
+
 def _read_entries(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(byte offset, entry) for each complete line; a last line without its newline is torn: ignored."""
     try:
@@ -354,7 +370,7 @@ def _read_entries(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 log.warning("%s: ignoring a torn last line (%d bytes)", path, len(line))
                 return
             try:
-                entry = json.loads(line.decode("utf-8", "surrogatepass"))
+                entry = parse_line(line)
             except ValueError:  # UnicodeDecodeError included
                 entry = None
             if isinstance(entry, dict) and "id" in entry:

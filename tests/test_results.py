@@ -206,6 +206,16 @@ def test_lone_surrogates_survive_the_journal_and_the_results(tmp_path: Path) -> 
     assert pq.read_table(tmp_path / "r.parquet").column("id").to_pylist() == ["bad\\ud800id"]
 
 
+@pytest.mark.parametrize(
+    "entry",
+    [{"a": 1.5, "b": [1, None, True], "c": "é"}, {"a": float("inf")}, {"a": 2**70}, {"a": "x\ud800y"}, {"a": -(2**63)}],
+)
+def test_journal_lines_parse_as_json_reads_them(entry: dict[str, Any]) -> None:
+    """orjson first, json for what orjson refuses (infinities, big ints, lone surrogates): the same values."""
+    line = results._encode_line(entry)
+    assert results.parse_line(line) == json.loads(line.decode("utf-8", "surrogatepass")) == entry
+
+
 # --- final entries ---------------------------------------------------------------------
 
 
