@@ -430,7 +430,18 @@ def test_results_are_written_in_batches(tmp_path: Path, monkeypatch: pytest.Monk
 
     assert write_results(entries(), tmp_path / "r.parquet", carried_columns=[]) == 50
     meta = pq.ParquetFile(tmp_path / "r.parquet").metadata
-    assert meta.num_rows == 50 and meta.num_row_groups == 8  # one row group per batch of 7
+    assert meta.num_rows == 50 and meta.num_row_groups == 1  # batches of 7, one row group
+    assert pq.read_table(tmp_path / "r.parquet").column("row").to_pylist() == list(range(1, 51))
+
+
+def test_parquet_row_groups_gather_several_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(results, "WRITE_BATCH_ROWS", 7)
+    monkeypatch.setattr(results, "PARQUET_ROW_GROUP_ROWS", 20)
+    entries = (ok_row(number).to_entry() for number in range(1, 51))
+    assert write_results(entries, tmp_path / "r.parquet", carried_columns=[]) == 50
+    meta = pq.ParquetFile(tmp_path / "r.parquet").metadata
+    # 21 rows (3 batches) per row group, then what is left: not one row group per batch of 7
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [21, 21, 8]
     assert pq.read_table(tmp_path / "r.parquet").column("row").to_pylist() == list(range(1, 51))
 
 
