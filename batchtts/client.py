@@ -13,7 +13,7 @@ import binascii
 import email.utils
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Protocol
@@ -127,9 +127,14 @@ class WavesClient:
         request: TtsRequest,
         sink: ChunkWriter,
         *,
+        start: SendMarks | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> AttemptOutcome:
-        """Stream one request into ``sink``; raise an AttemptError on any failure."""
+        """Stream one request into ``sink``; raise an AttemptError on any failure.
+
+        ``start`` (the throttle's) is marked when the request has left and when
+        its answer arrived: the API counts it against the account's rate in between.
+        """
         started = clock()
         headers = {
             "Authorization": self._auth,
@@ -140,7 +145,11 @@ class WavesClient:
         self._busy[pool] += 1
         try:
             async with self._pools[pool].stream(
-                "POST", self._url, json=request.to_body(), headers=headers
+                "POST",
+                self._url,
+                json=request.to_body(),
+                headers=headers,
+                extensions={"trace": _send_tracer(start)} if start is not None else None,
             ) as response:
                 server_request_id = response.headers.get("x-request-id")
                 if response.status_code != 200:
@@ -166,6 +175,24 @@ class WavesClient:
             total_ms=(done_at - started) * 1000.0,
             audio_bytes=audio_bytes,
         )
+
+
+class SendMarks(Protocol):
+    def mark_sent(self) -> None: ...
+    def mark_answered(self) -> None: ...
+
+
+def _send_tracer(start: SendMarks) -> Callable[[str, dict[str, object]], Awaitable[None]]:
+    """An httpcore ``trace`` extension: marks when the request left and when its answer came."""
+
+    async def trace(event: str, info: dict[str, object]) -> None:
+        if event.endswith(".complete"):
+            if event.endswith("send_request_body.complete"):
+                start.mark_sent()
+            elif event.endswith("receive_response_headers.complete"):
+                start.mark_answered()
+
+    return trace
 
 
 async def _consume_stream(

@@ -3,7 +3,7 @@
 The runner decides what to do with a failure by its class alone: a
 :class:`TransientError` is retried, a :class:`RequestRejected` fails its row,
 an :class:`AuthRejected` stops the whole job, a :class:`ManifestError` stops it
-before any request.
+before any request, a :class:`StorageError` fails its row (the file could not be written).
 """
 
 from __future__ import annotations
@@ -69,3 +69,7 @@ class RequestRejected(AttemptError):
 
 class AuthRejected(AttemptError):
     """401/403: the key was refused; the job stops at once (exit 3)."""
+
+
+class StorageError(AttemptError):
+    """The audio arrived but could not be stored (disk full, I/O error): the row fails; not retried."""

@@ -3,8 +3,10 @@
 Every request start goes through :meth:`Throttle.slot`: it waits for a free
 stream (the effective concurrency), then for the pacing schedule (GCRA, the
 virtual-scheduling form used by aiometer: starts are spaced one interval apart
-on a fixed schedule, never bursting to catch up), then for any Retry-After pause
-the API asked for. When the API answers 429 the whole job slows down: the
+on a fixed schedule, catching up at most one interval after a late wake-up),
+then for the window guard (the user's N starts per period, counted at the times
+the requests actually left, as the API counts them), then for any Retry-After
+pause the API asked for. When the API answers 429 the whole job slows down: the
 concurrency and the pace are cut multiplicatively, then raised additively while
 requests succeed (AIMD, as TCP does), never above what the user set.
 """
@@ -15,7 +17,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -25,11 +27,22 @@ from batchtts.units import Rate
 
 log = logging.getLogger("batchtts")
 
-#: Seconds added to the user's period when pacing, so that jitter on the wire
-#: (a new connection's handshake, a late wake-up) never puts one start too many
-#: into any window the server counts: 20/s is paced as 20 per 1.01 s.
-WINDOW_ALLOWANCE = 0.01
-LATENESS_TOLERANCE = 0.0
+#: The window guard: start k+N is granted no sooner than one window after the
+#: API has surely counted start k, which is when its answer (status line and
+#: headers) came back: the API decides to admit or refuse a request before it
+#: answers. Causal, so it holds whatever the network or a busy server does in
+#: between (measured: a local server warming up counted requests sent 25 ms
+#: apart in one bunch 100 ms later, which a fixed allowance after the send did
+#: not cover). A request not answered this long after it left is taken as
+#: counted then, so one hung request cannot hold every start back.
+ANSWER_WAIT_LIMIT = 1.0
+#: Added to the window for clock granularity.
+WINDOW_EPSILON = 0.001
+#: How often a start waiting on the guard looks again while the oldest start is unanswered.
+GUARD_POLL = 0.005
+#: How far behind its schedule the pacer may catch up after a late wake-up, at most
+#: one interval: the window guard, not the schedule, keeps any window from overfilling.
+MAX_CATCH_UP = 0.05
 #: Multiplicative decrease on a 429: streams halve (as TCP's window), the pace
 #: drops by 30% (as CUBIC's beta) so the job keeps most of its speed.
 CONCURRENCY_DECREASE = 0.5
@@ -38,6 +51,42 @@ RATE_DECREASE = 0.7
 RATE_INCREASE_PER_SECOND = 0.05
 #: Floor for an adaptive pace, in starts per second.
 MIN_RATE = 0.05
+
+
+class Start:
+    """One granted request start; the client marks when it left and when it was answered.
+
+    The API counts a request somewhere between the two, so the window guard
+    uses those times rather than the grant: a start that waited on a new
+    connection's handshake left later than it was granted, and a busy server may
+    count it later still.
+    """
+
+    __slots__ = ("granted_at", "sent_at", "answered_at", "_clock")
+
+    def __init__(self, granted_at: float, clock: Callable[[], float]) -> None:
+        self.granted_at = granted_at
+        self.sent_at: float | None = None
+        self.answered_at: float | None = None
+        self._clock = clock
+
+    def mark_sent(self) -> None:
+        """The request's last byte left (httpcore's trace); the first mark counts."""
+        if self.sent_at is None:
+            self.sent_at = self._clock()
+
+    def mark_answered(self) -> None:
+        """The API's answer (status and headers) arrived; by then it has counted the request."""
+        if self.answered_at is None:
+            self.answered_at = self._clock()
+
+    def counted_by(self, now: float) -> float | None:
+        """A time by which the API has surely counted this start, or None if not known yet."""
+        if self.answered_at is not None:
+            return self.answered_at
+        if self.sent_at is not None and now >= self.sent_at + ANSWER_WAIT_LIMIT:
+            return self.sent_at + ANSWER_WAIT_LIMIT
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,13 +110,20 @@ class Throttle:
         adaptive: bool = True,
         retry_after_scale: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self._max_concurrency = concurrency
-        self._max_rate = rate.count / (rate.period + WINDOW_ALLOWANCE) if rate else None
+        self._max_rate = rate.per_second if rate else None
+        # The window the API counts in: N whole starts per window (a fractional rate
+        # keeps its average, as the API's own limiter does: 2.5/s is 2 per 0.8 s).
+        self._window_starts = max(1, math.floor(rate.count)) if rate else 0
+        self._window = self._window_starts / rate.per_second if rate else 0.0
+        self._window_guard: deque[Start] = deque(maxlen=self._window_starts or 1)
         self._adaptive = adaptive
         self._clock = clock
+        self._sleep = sleep
         self._retry_after_scale = retry_after_scale
         self._limit = float(concurrency)
         self._rate = self._max_rate
@@ -89,6 +145,11 @@ class Throttle:
         self.rate_limited = 0
 
     @property
+    def counts_sends(self) -> bool:
+        """Whether the client should mark each :class:`Start` sent and answered (the window guard's input)."""
+        return self._window_starts > 0
+
+    @property
     def state(self) -> ThrottleState:
         return ThrottleState(
             concurrency=int(self._limit),
@@ -98,42 +159,64 @@ class Throttle:
         )
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[float]:
-        """Hold one stream for the body; yields the start time (clock units)."""
+    async def slot(self) -> AsyncIterator[Start]:
+        """Hold one stream for the body; yields the :class:`Start` (clock units)."""
         async with self._changed:
             while self._in_flight >= int(self._limit):
                 await self._changed.wait()
             self._in_flight += 1
         sending = False
+        start: Start | None = None
         try:
-            started = await self._wait_for_start()
+            start = await self._wait_for_start()
             self._sending += 1
             sending = True
-            yield started
+            yield start
         finally:
             self._sending -= sending
+            if start is not None:
+                # Unanswered (failed before an answer, or no client marks): the attempt is
+                # over, so whatever the API made of it has happened by now.
+                start.mark_answered()
             async with self._changed:
                 self._in_flight -= 1
                 self._changed.notify_all()
 
-    async def _wait_for_start(self) -> float:
+    async def _wait_for_start(self) -> Start:
         async with self._pace_lock:
             while True:
                 now = self._clock()
                 start = max(now, self._paused_until)
                 if self._rate:
                     start = max(start, self._next_start)
+                if self._window_starts and len(self._window_guard) == self._window_starts:
+                    start = max(start, self._window_reopens(now))
                 if start <= now:
                     break
-                await anyio.sleep(start - now)
+                await self._sleep(start - now)
             if self._rate:
-                # GCRA: the next start is one interval after this one's actual
-                # time (LATENESS_TOLERANCE is 0: measured, even 3 ms of forgiven
-                # lateness let a busy event loop put 21 starts in a server's
-                # 1 s window). Costs ~2% of drift at 20/s; no burst after idling.
-                self._next_start = max(self._next_start, now - LATENESS_TOLERANCE) + 1.0 / self._rate
+                # GCRA on a fixed schedule: the next start is one interval after this
+                # one's *scheduled* time, so a late wake-up does not push every later
+                # start back; after idling (or a long lateness) it catches up by at
+                # most MAX_CATCH_UP, never a burst.
+                interval = 1.0 / self._rate
+                self._next_start = max(self._next_start, now - min(interval, MAX_CATCH_UP)) + interval
+            granted = Start(now, self._clock)
+            if self._window_starts:
+                self._window_guard.append(granted)
             self._recent_starts.append(now)
-            return now
+            return granted
+
+    def _window_reopens(self, now: float) -> float:
+        """When the oldest of the last N starts leaves the API's window.
+
+        That is one window after the API surely counted it; while that time is
+        not known (the request is still on its way), look again shortly.
+        """
+        counted = self._window_guard[0].counted_by(now)
+        if counted is None:
+            return now + GUARD_POLL
+        return counted + self._window + WINDOW_EPSILON
 
     def on_success(self) -> None:
         """Additive increase: +1 stream per window of successes, pace up by a step."""

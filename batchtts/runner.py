@@ -33,7 +33,8 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from batchtts.assembly import Assembly, ShapeOptions, Synthesized
 from batchtts.client import AttemptOutcome, WavesClient
-from batchtts.errors import AttemptError, AuthRejected, ManifestError, RateLimited
+from batchtts.commit import GroupCommit
+from batchtts.errors import AttemptError, AuthRejected, ManifestError, RateLimited, StorageError
 from batchtts.ids import new_run_token, request_id_for
 from batchtts.layout import TEMP_NAME, resolve_inside
 from batchtts.limits import Throttle
@@ -57,7 +58,7 @@ from batchtts.resume import EarlierRuns, GroupCheck, file_stamp, row_fingerprint
 from batchtts.retry import RetryPolicy, retrying
 from batchtts.sink import AudioSink, SinkResult, remove_stale_temp_files
 from batchtts.startgate import StartGate
-from batchtts.units import Rate
+from batchtts.units import Deadline, Rate
 
 log = logging.getLogger("batchtts")
 
@@ -92,7 +93,7 @@ class JobSpec:
     force: bool = False
     retry_failed: bool = True
     #: Limits for schedulers (:mod:`batchtts.startgate`); None = no limit.
-    deadline_seconds: float | None = None
+    deadline: Deadline | None = None
     max_characters: int | None = None
     limit: int | None = None
 
@@ -140,8 +141,13 @@ class _Attempted:
 
     request_id: str | None = None
     outcome: AttemptOutcome | None = None
-    sink: SinkResult | None = None
+    #: The stream's file, finished but not committed yet (batchtts.commit).
+    finished: AudioSink | None = None
     attempts: int = 0
+    error: AttemptError | None = None
+
+    def synthesized(self, sink: SinkResult | None, error: AttemptError | None) -> Synthesized:
+        return Synthesized(self.request_id, self.attempts, self.outcome, sink, error)
 
 
 class Runner:
@@ -178,13 +184,15 @@ class Runner:
             spec.state_dir, self._out_dir, force=spec.force, retry_failed=spec.retry_failed
         )
         self._gate = StartGate(
-            deadline_seconds=spec.deadline_seconds, max_characters=spec.max_characters, limit=spec.limit
+            deadline=spec.deadline, max_characters=spec.max_characters, limit=spec.limit
         )
         #: Items (a row, or a (row, voice) of a --voices fan-out) handed to the workers and not
         #: recorded yet, by (row number, variant): recorded pending at the end. As many as are in flight.
         self._open: dict[tuple[int, int | None], PlannedRow] = {}
         self._started: set[tuple[int, int | None]] = set()
         self._manifest_error: ManifestError | None = None
+        #: Finished files are made durable and renamed in groups, out of the stream slots.
+        self._commits = GroupCommit()
 
     def open_manifest(self) -> Manifest:
         """Read the manifest's schema; a ManifestError here means no request was sent."""
@@ -228,6 +236,7 @@ class Runner:
         """Journal, results, summary.json: however the run ended (synchronous, so nothing cancels it)."""
         assert self._journal is not None
         spec = self.spec
+        self._commits.drain()  # streams that finished: their files land and their rows are journaled
         if self._assembly is not None:
             self._assembly.record_unfinished()
         self._record_unfinished()
@@ -270,6 +279,7 @@ class Runner:
         receive.close()
         async with anyio.create_task_group() as rows:
             rows.start_soon(self._produce, manifest, send)
+            rows.start_soon(self._commits.run)  # outside the work scope: what finished still lands
             try:
                 with self._work_scope:
                     async with anyio.create_task_group() as workers:
@@ -278,6 +288,7 @@ class Runner:
                     if self._assembly is not None:
                         await self._assembly.finish()  # --group-by: every row is done, join the groups
             finally:
+                self._commits.close()  # commits what is queued, then ends
                 for clone in clones:  # a producer blocked in send() wakes up: the workers are gone
                     clone.close()
         if self._manifest_error is not None:
@@ -346,20 +357,34 @@ class Runner:
                     await self._synthesize_row(planned)
 
     async def _synthesize_row(self, planned: PlannedRow) -> None:
+        """Stream the row, then queue its file for the group commit and go on: the row is recorded then."""
         row, request = planned.row, planned.request
         assert request is not None
         final = self._final_path(row.id, request)
         started_at = utc_now_iso()
-        done = await self.synthesize_file(request, row.id, final, self.spec.file_format)
-        self._record(planned, request, done, done.error, started_at, final)
+        last = await self._stream_file(request, row.id, final, self.spec.file_format)
+        # When its last attempt ended, not when its group of files landed: the row's own timing.
+        finished_at = utc_now_iso()
+        if last.finished is None:
+            self._record(
+                planned, request, last.synthesized(None, last.error), last.error, started_at, final, finished_at
+            )
+            return
+
+        def committed(sink: SinkResult | None, error: OSError | None) -> None:
+            failure = None if error is None else _storage_error(error)
+            self._record(planned, request, last.synthesized(sink, failure), failure, started_at, final, finished_at)
+
+        self._commits.submit(last.finished, committed)
 
     async def _attempt(
         self, request: TtsRequest, row_id: str, final: Path, last: _Attempted, file_format: str | None = None
     ) -> None:
+        """One request in a stream slot; leaves the finished, uncommitted file in ``last.finished``."""
         last.attempts += 1
         last.request_id = request_id_for(row_id, self._run_token, last.attempts)
         last.outcome = None
-        async with self._throttle.slot() as started:
+        async with self._throttle.slot() as start:
             self.progress.limits_changed(self._throttle.state)
             sink = AudioSink(
                 final,
@@ -368,15 +393,21 @@ class Runner:
                 file_format=file_format or self.spec.file_format,
             )
             try:
-                last.outcome = await self.client.synthesize(request.with_request_id(last.request_id), sink)
-                last.sink = await anyio.to_thread.run_sync(sink.commit)
+                last.outcome = await self.client.synthesize(
+                    request.with_request_id(last.request_id), sink, start=start if self._throttle.counts_sends else None
+                )
+                sink.finish()
             except RateLimited as exc:
                 sink.abort()
-                self._throttle.on_rate_limited(started, exc.retry_after)
+                self._throttle.on_rate_limited(start.granted_at, exc.retry_after)
                 raise
+            except OSError as exc:  # the audio came, the disk refused it (full?): retrying would not help
+                sink.abort()
+                raise _storage_error(exc) from exc
             except BaseException:
                 sink.abort()
                 raise
+            last.finished = sink
             self._throttle.on_success()
 
     def _fingerprint(self, request: TtsRequest) -> str:
@@ -400,23 +431,38 @@ class Runner:
         """One file (a part, a fan-out row) through the same throttle and retry loop as a row.
 
         ``key`` names the request ids (:func:`batchtts.fanout.request_key`).
-        Never raises an AttemptError: the error comes back in the result.
+        Never raises an AttemptError: the error comes back in the result. Waits
+        for the file to be committed (a part is joined next), out of the stream slot.
         """
+        last = await self._stream_file(request, key, path, file_format)
+        if last.finished is None:
+            return last.synthesized(None, last.error)
+        try:
+            sink = await self._commits.commit(last.finished)
+        except OSError as exc:
+            return last.synthesized(None, _storage_error(exc))
+        return last.synthesized(sink, None)
+
+    async def _stream_file(self, request: TtsRequest, key: str, path: Path, file_format: str) -> _Attempted:
+        """The retry loop: ``finished`` holds the file of the attempt that succeeded, ``error`` the last error."""
         last = _Attempted()
-        error: AttemptError | None = None
         try:
             async for attempt in retrying(self.spec.retry):
                 with attempt:
                     await self._attempt(request, key, path, last, file_format=file_format)
         except AuthRejected as exc:
-            error = exc
+            last.error = exc
             self._stop("auth", self._redact(exc.message), EXIT_AUTH)
         except AttemptError as exc:
-            error = exc
+            last.error = exc
+        except BaseException:
+            if last.finished is not None:  # cancelled on the way out of the loop: nobody would commit it
+                last.finished.abort()
+            raise
         self.summary.attempts += last.attempts
         self.summary.retries += max(0, last.attempts - 1)
         self.summary.characters_sent += len(request.text) * last.attempts
-        return Synthesized(last.request_id, last.attempts, last.outcome, last.sink, error)
+        return last
 
     def append_result(self, result: RowResult) -> None:
         self._append(result)
@@ -453,6 +499,7 @@ class Runner:
         error: AttemptError | None,
         started_at: str,
         final: Path,
+        finished_at: str | None = None,
     ) -> None:
         row = planned.row
         ok = error is None and last.sink is not None
@@ -475,7 +522,7 @@ class Runner:
             output_format=request.output_format,
             voice_id=request.voice_id,
             started_at=started_at,
-            finished_at=utc_now_iso(),
+            finished_at=finished_at or utc_now_iso(),
             reused=False,
             carried=row.carried,
         )
@@ -666,6 +713,11 @@ class Runner:
         if self._forced_exit is not None:
             return self._forced_exit
         return EXIT_ROWS_FAILED if self.summary.failed else EXIT_OK
+
+
+def _storage_error(exc: OSError) -> StorageError:
+    """A row's failure when its file could not be written or committed (the request was paid for)."""
+    return StorageError(f"cannot store the audio file: {exc.strerror or exc}")
 
 
 def _single_error(exc: BaseException) -> BaseException:

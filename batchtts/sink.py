@@ -33,12 +33,16 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from batchtts.errors import StreamIncomplete
-from batchtts.layout import TEMP_NAME, create_temp_file
+from batchtts.layout import TEMP_NAME, create_temp_file, fsync_folder
 
 if TYPE_CHECKING:
     import numpy as np
 
 FILE_FORMATS: tuple[str, ...] = ("wav", "flac", "raw")
+#: Bytes buffered before a write to the file. SSE frames carry ~5 KB of audio (100 ms at
+#: 24 kHz): with Python's default 8 KiB, nearly every frame cost a write() system call;
+#: 32 KiB makes it one per six frames, for 32 KiB of memory per stream.
+WRITE_BUFFER = 1 << 15
 #: A server's WAV header (all chunks before ``data``) larger than this is refused.
 MAX_WAV_HEADER = 1 << 20
 
@@ -95,9 +99,12 @@ class AudioSink:
         self._wav_header: _WavHeaderStripper | None = _WavHeaderStripper() if output_format == "wav" else None
         self._mp3_framing: _Mp3Framing | None = _Mp3Framing() if output_format == "mp3" else None
         self._soundfile: Any = None  # soundfile.SoundFile, opened at the first sample
-        self._state = "open"
+        self._state = "open"  # then "finished", and "committed" or "aborted"
+        self._seconds: float | None = None
+        self._rate = sample_rate
+        self._exact_mp3_header = False
         fd, self.temp_path = create_temp_file(self.final_path)
-        self._file: BinaryIO = os.fdopen(fd, "w+b")
+        self._file: BinaryIO = os.fdopen(fd, "w+b", buffering=WRITE_BUFFER)
         if self._g711_container():
             try:
                 self._file.write(_g711_wav_header(output_format, sample_rate, 0))
@@ -194,19 +201,59 @@ class AudioSink:
     # --- finishing ---------------------------------------------------------
 
     def commit(self) -> SinkResult:
-        """Finish the file, fsync it and rename it into place; on any error, abort."""
-        if self._state != "open":
-            raise RuntimeError(f"commit() on a {self._state} sink")
+        """Finish the file, fsync it, rename it into place and fsync its folder; on any error, abort.
+
+        The three steps in one call, for a single file (a joined row). The runner
+        calls them apart: :meth:`finish` in the attempt, then
+        :class:`batchtts.commit.GroupCommit` makes many files durable at once and
+        calls :meth:`publish` for each.
+        """
+        self.finish()
         try:
-            seconds, rate = self._finish()
-            exact_mp3_header = (
+            os.fsync(self._file.fileno())
+        except BaseException:
+            self.abort()
+            raise
+        result = self.publish()
+        fsync_folder(self.final_path.parent)  # the rename too survives a power cut
+        return result
+
+    def finish(self) -> None:
+        """Complete the container and hand every byte to the OS; the file stays open and unnamed.
+
+        Raises :class:`MalformedAudio` when the stream cannot be what its format
+        says (an attempt error: the attempt is tried again). On any error, aborts.
+        """
+        if self._state != "open":
+            raise RuntimeError(f"finish() on a {self._state} sink")
+        try:
+            self._seconds, self._rate = self._finish()
+            self._exact_mp3_header = (
                 self._mp3_framing.finish(self._file) if self._mp3_framing is not None else False
             )
             self._file.flush()
-            os.fsync(self._file.fileno())
+        except BaseException:
+            self.abort()
+            raise
+        self._state = "finished"
+
+    def fileno(self) -> int:
+        """The temporary file's descriptor, open until :meth:`publish` (to fsync it)."""
+        return self._file.fileno()
+
+    def publish(self) -> SinkResult:
+        """Rename a finished file into place: call it only once its data is durable. On error, aborts.
+
+        Blocking (an mp3 without a Xing header is decoded to count its frames):
+        the runner calls it off the event loop.
+        """
+        if self._state != "finished":
+            raise RuntimeError(f"publish() on a {self._state} sink")
+        seconds, rate = self._seconds, self._rate
+        try:
             self._file.close()
             if self.output_format == "mp3":
-                seconds, rate = _mp3_duration(self.temp_path, self.sample_rate, exact_header=exact_mp3_header)
+                seconds, rate = _mp3_duration(self.temp_path, self.sample_rate, exact_header=self._exact_mp3_header)
             os.replace(self.temp_path, self.final_path)
         except BaseException:
             self.abort()

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from batchtts.progress import format_duration
+from batchtts.units import Deadline
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,14 +28,14 @@ class StartGate:
     def __init__(
         self,
         *,
-        deadline_seconds: float | None = None,
+        deadline: Deadline | None = None,
         max_characters: int | None = None,
         limit: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._clock = clock
-        self._deadline_seconds = deadline_seconds
-        self._deadline = clock() + deadline_seconds if deadline_seconds is not None else None
+        self._deadline_text = deadline.text if deadline is not None else ""
+        self._deadline = clock() + deadline.seconds_left() if deadline is not None else None
         self.max_characters = max_characters
         self.limit = limit
         self.rows_started = 0
@@ -44,8 +44,7 @@ class StartGate:
     def admit(self, characters: int) -> Refusal | None:
         """Count a row of ``characters`` as started, or say which limit refuses it."""
         if self._deadline is not None and self._clock() >= self._deadline:
-            shown = format_duration(self._deadline_seconds or 0)
-            return Refusal("deadline", f"the deadline (--deadline {shown}) passed")
+            return Refusal("deadline", f"the deadline (--deadline {self._deadline_text}) passed")
         if self.limit is not None and self.rows_started >= self.limit:
             return Refusal("limit", f"{self.limit} row(s) started (--limit {self.limit})")
         if self.max_characters is not None and self.characters_started + characters > self.max_characters:

@@ -1,9 +1,10 @@
-"""Parsing of the human-friendly quantities options take: rates and durations."""
+"""Parsing of the human-friendly quantities options take: rates, durations, deadlines."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 _PERIODS = {"s": 1.0, "sec": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0, "hr": 3600.0}
 _RATE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*/\s*([a-z]+)\s*")
@@ -52,3 +53,57 @@ def parse_duration(text: str) -> float:
     if pos != len(compact) or not compact:
         raise ValueError(f"{text!r} is not a duration; use e.g. 90s, 15m, 2h or 1h30m")
     return total
+
+
+_CLOCK_TIME = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """When a run stops starting rows: a span from its start, or a wall-clock time.
+
+    A scheduler thinks in clock times ("done by 06:00, when the day's users
+    come"), a person at a prompt in spans ("5h"); both are accepted.
+    """
+
+    text: str  # as the user wrote it, for messages
+    seconds: float | None = None  # a span from the run's start
+    at: datetime | None = None  # a wall-clock time (aware)
+
+    def seconds_left(self, now: datetime | None = None) -> float:
+        """Seconds from ``now`` (aware; default: this moment) to the deadline; negative once past."""
+        if self.seconds is not None:
+            return self.seconds
+        assert self.at is not None
+        return (self.at - (now or datetime.now().astimezone())).total_seconds()
+
+
+def parse_deadline(text: str, now: datetime | None = None) -> Deadline:
+    """Parse a duration (``5h``, ``1h30m``), a clock time (``06:00``: the next one, local
+    time) or an ISO 8601 date and time (``2026-11-25T06:00``, local unless it has an offset)."""
+    value = text.strip()
+    # Naive local wall-clock times, made aware by the system's zone rules (so a
+    # nightly run across a daylight-saving change still stops at 06:00 on the wall).
+    local_now = (now or datetime.now().astimezone()).astimezone().replace(tzinfo=None)
+    clock = _CLOCK_TIME.fullmatch(value)
+    if clock:
+        hour, minute, second = int(clock.group(1)), int(clock.group(2)), int(clock.group(3) or 0)
+        if hour > 23 or minute > 59 or second > 59:
+            raise ValueError(f"{text!r} is not a time of day; use HH:MM, 00:00 to 23:59")
+        at = local_now.replace(hour=hour, minute=minute, second=second, microsecond=0)
+        if at <= local_now:
+            at += timedelta(days=1)  # 06:00 at 22:00 means tomorrow morning
+        return Deadline(text=value, at=at.astimezone())
+    if "T" in value or "-" in value:
+        try:
+            at = datetime.fromisoformat(value.replace("Z", "+00:00").replace(" ", "T"))
+        except ValueError:
+            raise ValueError(f"{text!r} is not a date and time; use e.g. 2026-11-25T06:00") from None
+        return Deadline(text=value, at=at if at.tzinfo else at.astimezone())
+    try:
+        return Deadline(text=value, seconds=parse_duration(value))
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not a deadline; use a duration (90m, 5h, 1h30m), a time of day (06:00) "
+            "or a date and time (2026-11-25T06:00)"
+        ) from None

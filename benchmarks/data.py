@@ -44,14 +44,15 @@ def write_parquet(path: Path, n: int, text: str | None = None) -> None:
             writer.write_table(pa.table({"id": ids, "text": body, "speaker": speakers}, schema=schema))
 
 
-def span(results: Path, warmup: int = 0) -> dict[str, float]:
+def span(results: Path, warmup: int = 0, tail: int = 0) -> dict[str, float]:
     """Throughput of a run, from its results manifest.
 
     ``rows_per_second``: ok rows over the time from the first request sent to
     the last row finished (start-up and the last rows' tail included).
     ``steady_rows_per_second``: the rows that finished after the first
-    ``warmup`` rows, over the time from the ``warmup``-th finish to the last:
-    the pace once every stream is busy, without the ramp-up of the first wave.
+    ``warmup`` rows and before the last ``tail``, over the time between those
+    finishes: the pace once every stream is busy, without the ramp-up of the
+    first wave or the drain of the last (with ``tail`` 0, up to the last finish).
     """
     import pyarrow.parquet as pq
 
@@ -70,8 +71,9 @@ def span(results: Path, warmup: int = 0) -> dict[str, float]:
     finishes = sorted(seconds(r["finished_at"]) for r in ok)
     if finishes[-1] > first:
         figures["rows_per_second"] = len(ok) / (finishes[-1] - first)
-    if 0 < warmup < len(ok) and finishes[-1] > finishes[warmup - 1]:
-        figures["steady_rows_per_second"] = (len(ok) - warmup) / (finishes[-1] - finishes[warmup - 1])
+    last = len(ok) - 1 - tail
+    if 0 < warmup <= last and finishes[last] > finishes[warmup - 1]:
+        figures["steady_rows_per_second"] = (last + 1 - warmup) / (finishes[last] - finishes[warmup - 1])
     return figures
 
 
@@ -80,6 +82,6 @@ if __name__ == "__main__":
     if command == "parquet":
         write_parquet(Path(args[0]), int(args[1]), args[2] if len(args) > 2 else None)
     elif command == "span":
-        print(json.dumps(span(Path(args[0]), int(args[1]) if len(args) > 1 else 0)))
+        print(json.dumps(span(Path(args[0]), *(int(arg) for arg in args[1:3]))))
     else:
         sys.exit(f"unknown command {command!r}")

@@ -1,12 +1,12 @@
-"""``batchtts`` with ``os.fsync`` made a no-op: for attributing the runner's CPU only, never for real jobs.
+"""``batchtts`` with every sync made a no-op: for attributing the runner's CPU only, never for real jobs.
 
-The runner fsyncs every audio file before renaming it into place (and the
-journal in batches), so a power cut cannot leave a half-written file under a
-final name. fsync makes the calling process do the page cache's writeback (block
-allocation, I/O submission), work the kernel's flusher threads would otherwise
-do later, unaccounted to anyone: the floor's files are written back that way.
-run.py runs the runner through this script once per run, to show how much of
-its CPU is that writeback.
+The runner makes every audio file durable before renaming it into place (in
+groups: one ``syncfs`` per group, see batchtts/commit.py), fsyncs the folders
+the files went to, and the journal in batches, so a power cut cannot leave a
+half-written file under a final name. An fsync makes the calling process do the
+page cache's writeback (block allocation, I/O submission); ``syncfs`` has the
+kernel's flusher threads do it, as they do (later) for the floor's files. run.py
+runs the runner through this script once per run, to show what the syncs still cost.
 
     python benchmarks/no_fsync.py run MANIFEST --out DIR ...
 """
@@ -14,7 +14,11 @@ its CPU is that writeback.
 import os
 import sys
 
-os.fsync = lambda fd: None  # noqa: E731
+os.fsync = os.fdatasync = lambda fd: None  # noqa: E731
+
+import batchtts.commit  # noqa: E402  (after the os patch: it binds fdatasync at import)
+
+batchtts.commit._load_syncfs = lambda: (lambda fd: 0)  # noqa: E731
 
 if __name__ == "__main__":
     from batchtts.cli import main

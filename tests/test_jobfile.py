@@ -106,7 +106,7 @@ def test_the_job_file_wins_over_an_environment_variable(tmp_path, local_server):
         ('[request]\nout = "x"', "[request] out: belongs at the top level"),
         ("[voices]\nx = 1", "[voices]: no such table"),
         ("[request]\nspeed = 3", "speed: 3.0 is not in the range 0.5<=x<=2.0"),
-        ('deadline = "soon"', "deadline: 'soon' is not a duration"),
+        ('deadline = "soon"', "deadline: 'soon' is not a deadline"),
         ('api-key = "sk-123"', "never holds the key"),
         ('job = "other.toml"', "cannot name another job file"),
         ('voice-id = "a"\nvoice_id = "b"', "voice-id is set twice"),

@@ -25,6 +25,20 @@ def test_rate_never_trips_the_server_limiter(tmp_path, local_server):
     assert max_in_window(stats["start_times"], 1.0) <= 20
 
 
+def test_rate_holds_when_the_server_counts_requests_late(tmp_path, local_server):
+    # The server's limiter counts each request up to 80 ms after it arrived (a queue
+    # before it), so starts sent evenly reach its window bunched. Pacing from the send
+    # times with a small allowance would trip it; counting from the answers does not.
+    server = local_server(rate=Rate(10, 1.0), admission_delay=0.08, seed=5, latency=0.0, realtime_factor=0)
+    job = run_job(write_csv(tmp_path / "m.csv", rows(40)), tmp_path / "out", server.base_url,
+                  "--rate", "10/s", "--concurrency", "8", "--no-adaptive", "--max-attempts", "1")
+    assert job.exit_code == 0, job.output
+    stats = server.stats.snapshot()
+    assert stats["rate_limited"] == 0
+    assert stats["starts_total"] == 40
+    assert max_in_window(stats["start_times"], 1.0) <= 10
+
+
 @pytest.mark.parametrize("fault", ["500", "502", "503", "429", "drop", "nodone", "error-event", "bad-frame"])
 def test_every_fault_kind_is_retried_until_the_row_is_exact(tmp_path, local_server, fault):
     server = local_server(faults={fault: 0.4}, seed=3)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import datetime
 
 from batchtts.lock import job_lock
 from tests.nightly_support import starts, summary, temp_files
@@ -28,6 +29,26 @@ def test_a_deadline_already_passed_starts_nothing_and_exits_4(tmp_path, local_se
     # Tomorrow's run, without the deadline, does them all.
     again = run_job(manifest, tmp_path / "out", server.base_url)
     assert again.exit_code == 0 and starts(server) == 6
+
+
+def test_a_clock_time_deadline_in_the_past_starts_nothing(tmp_path, local_server):
+    server = local_server()
+    manifest = write_csv(tmp_path / "m.csv", ROWS)
+    job = run_job(manifest, tmp_path / "out", server.base_url, "--deadline", "2020-01-01T06:00")
+    assert job.exit_code == 4, job.output
+    assert starts(server) == 0
+    assert summary(tmp_path / "out")["stop_message"] == "the deadline (--deadline 2020-01-01T06:00) passed"
+
+
+def test_a_time_of_day_deadline_lets_the_run_go_on(tmp_path, local_server):
+    # The next 23:59 or 00:00 is at least a minute away (whichever comes first is
+    # less than a minute away only in that one minute; use the other then).
+    server = local_server()
+    manifest = write_csv(tmp_path / "m.csv", ROWS)
+    clock = "23:59" if datetime.now().strftime("%H:%M") != "23:58" else "00:30"
+    job = run_job(manifest, tmp_path / "out", server.base_url, "--deadline", clock)
+    assert job.exit_code == 0, job.output
+    assert starts(server) == 6
 
 
 def test_rows_in_flight_at_the_deadline_finish(tmp_path, local_server):

@@ -23,6 +23,7 @@ from tests.server_support import BODY, LIVE, STATS, SYNC
         (["--rate", "0/s"], "--rate"),
         (["--concurrency", "0"], "--concurrency"),
         (["--latency", "-1"], "--latency"),
+        (["--admission-delay", "-0.1"], "--admission-delay"),
         (["--chunk-ms", "0"], "--chunk-ms"),
         (["--realtime-factor", "-2"], "--realtime-factor"),
         (["--fault", "boom:0.5"], "--fault"),

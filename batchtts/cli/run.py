@@ -32,13 +32,13 @@ def _rate(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
         raise click.BadParameter(str(exc)) from None
 
 
-def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+def _deadline(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
     if value is None:
         return None
-    from batchtts.units import parse_duration
+    from batchtts.units import parse_deadline
 
     try:
-        return parse_duration(str(value))
+        return parse_deadline(str(value))
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
 
@@ -132,8 +132,9 @@ def _count_in_background(manifest: Any, progress: Any, per_row: int = 1) -> None
               help="Try rows that failed in an earlier run again (no: keep their failure, send nothing).")
 @click.option("--grace", "grace", type=click.FloatRange(0), default=10.0, show_default=True, metavar="SECONDS",
               help="On SIGINT/SIGTERM, time rows in flight get to finish before they are cancelled.")
-@click.option("--deadline", callback=_duration, metavar="DURATION",
-              help="Start no row after this long (e.g. 90m, 5h); rows in flight finish; exit 4.")
+@click.option("--deadline", callback=_deadline, metavar="DURATION|HH:MM|DATETIME",
+              help="Start no row after this long (90m, 5h), or after this time (06:00, the next one; "
+                   "2026-11-25T06:00); rows in flight finish; exit 4.")
 @click.option("--max-characters", type=click.IntRange(0), metavar="N",
               help="Start no row that would take the characters of text started past N; exit 4.")
 @click.option("--limit", type=click.IntRange(0), metavar="N",
@@ -166,7 +167,7 @@ def run(
     force: bool,
     retry_failed: bool,
     grace: float,
-    deadline: float | None,
+    deadline: Any,
     max_characters: int | None,
     limit: int | None,
     log_format: str,
@@ -222,7 +223,7 @@ def run(
         grace_seconds=grace,
         force=force,
         retry_failed=retry_failed,
-        deadline_seconds=deadline,
+        deadline=deadline,
         max_characters=max_characters,
         limit=limit,
     )

@@ -58,6 +58,10 @@ def _faults(ctx: click.Context, param: click.Parameter, values: tuple[str, ...])
     help="Delay before the first audio frame.",
 )
 @click.option(
+    "--admission-delay", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="SECONDS",
+    help="Count each request against the limits up to this long after it arrived (random, as a busy gateway).",
+)
+@click.option(
     "--chunk-ms", type=click.FloatRange(min=0, min_open=True), default=100.0, show_default=True, metavar="MS",
     help="Milliseconds of audio per SSE chunk.",
 )
@@ -82,6 +86,7 @@ def serve(
     rate: Rate | None,
     concurrency: int | None,
     latency: float,
+    admission_delay: float,
     chunk_ms: float,
     realtime_factor: float,
     faults: dict[str, float],
@@ -108,6 +113,7 @@ def serve(
             rate=rate,
             concurrency=concurrency,
             latency=latency,
+            admission_delay=admission_delay,
             chunk_ms=chunk_ms,
             realtime_factor=realtime_factor,
             faults=faults,

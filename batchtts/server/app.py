@@ -20,6 +20,7 @@ import base64
 import hmac
 import json
 import logging
+import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -164,6 +165,7 @@ class WavesService:
         self.stats = stats
         self.limits = AccountLimits(config.rate, config.concurrency)
         self.faults = FaultInjector(config.faults, config.seed)
+        self._admission_delays = random.Random(config.seed)
 
     # -- shared steps ---------------------------------------------------------------
 
@@ -216,6 +218,10 @@ class WavesService:
         except InvalidRequest as exc:
             return error_response(400, "invalid_request", f"{exc.field}: {exc.message}", echo)
 
+        if self.config.admission_delay:
+            # A queue before the limiter: the window counts the request later than it came.
+            await anyio.sleep(self._admission_delays.uniform(0.0, self.config.admission_delay))
+            received_at = time.monotonic()
         admission = self.limits.admit(received_at)
         if isinstance(admission, Refusal):
             headers = {**echo, "Retry-After": retry_after_header(admission.retry_after)}

@@ -40,6 +40,10 @@ class ServerConfig:
     chunk_ms: float = 100.0
     #: Chunks are sent this many times faster than real time; 0 = as fast as possible.
     realtime_factor: float = 10.0
+    #: Up to this many seconds (uniform, drawn from ``seed``) between a request
+    #: arriving and the limits counting it, as a busy gateway's queue would: the
+    #: account's window then sees starts later, and bunched, than clients sent them.
+    admission_delay: float = 0.0
     #: Fault kind -> probability per request (0..1).
     faults: dict[str, float] = field(default_factory=dict)
     #: Seed of the fault draws; None = a fresh seed each start.
@@ -58,6 +62,8 @@ class ServerConfig:
             raise ValueError(f"concurrency: {self.concurrency} must be at least 1")
         if self.latency < 0:
             raise ValueError(f"latency: {self.latency} must not be negative")
+        if self.admission_delay < 0:
+            raise ValueError(f"admission_delay: {self.admission_delay} must not be negative")
         if self.chunk_ms <= 0:
             raise ValueError(f"chunk_ms: {self.chunk_ms} must be positive")
         if self.realtime_factor < 0:
@@ -90,6 +96,8 @@ class ServerConfig:
             if self.realtime_factor
             else f"chunks: {self.chunk_ms:g}ms unpaced",
         ]
+        if self.admission_delay:
+            parts.append(f"admission delay: up to {self.admission_delay:g}s")
         active = {k: p for k, p in self.faults.items() if p > 0}
         if active:
             listed = ", ".join(f"{k}:{p:g}" for k, p in active.items())
