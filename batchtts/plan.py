@@ -8,11 +8,11 @@ a reason and the job goes on.
 from __future__ import annotations
 
 import hashlib
-from array import array
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from batchtts.idtable import FirstRowTable
 from batchtts.manifest import Row
 from batchtts.request import DEFAULT_VOICE, OVERRIDABLE_FIELDS, InvalidRequest, TtsRequest, coerce_field, parse_request
 
@@ -41,8 +41,10 @@ class RowPlanner:
 
     Ids are claimed by their first row, good or bad: a later row with the same
     id is bad ("duplicate id"), because ids name the output files and the
-    results rows. Set ``track_duplicates=False`` when ids are row numbers (they
-    cannot repeat), to skip the bookkeeping.
+    results rows. Ids are remembered as 64-bit digests in a compact table
+    (:mod:`batchtts.idtable`, ~14 MiB per million ids). Set
+    ``track_duplicates=False`` when ids are row numbers (they cannot repeat),
+    to skip the bookkeeping.
     """
 
     def __init__(self, defaults: Mapping[str, Any], *, track_duplicates: bool = True) -> None:
@@ -53,7 +55,7 @@ class RowPlanner:
         self._defaults: dict[str, Any] = {"voice_id": DEFAULT_VOICE}
         self._defaults.update({name: value for name, value in coerced.items() if value is not None})
         parse_request({**self._defaults, "text": "defaults check"})
-        self._first_rows: _FirstRowTable | None = _FirstRowTable() if track_duplicates else None
+        self._first_rows: FirstRowTable | None = FirstRowTable() if track_duplicates else None
         self._repeated: set[int] = set()
         #: Rows whose id repeats an earlier row's id.
         self.duplicate_rows = 0
@@ -87,57 +89,11 @@ class RowPlanner:
 
 
 def _id_digest(row_id: str) -> int:
-    """A 64-bit digest of an id: collisions are ~1e-8 likely at a million ids."""
-    digest = hashlib.blake2b(row_id.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(digest, "little") or 1  # 0 marks an empty slot
+    """A signed 64-bit digest of an id.
 
-
-class _FirstRowTable:
-    """id digest -> first row number, in two flat arrays (open addressing, linear probing).
-
-    About 16 bytes per slot and at least half the slots free: roughly 32 MiB for
-    a million distinct ids, several times less than a Python dict of ints.
+    Two different ids with the same digest would be taken for a duplicate: at a
+    million ids that is a ~3e-8 chance per manifest (n² / 2⁶⁵), well below any
+    other reason a row may fail.
     """
-
-    _MAX_LOAD = 0.6
-
-    def __init__(self, capacity: int = 1024) -> None:
-        self._keys = array("Q", bytes(8 * capacity))
-        self._rows = array("Q", bytes(8 * capacity))
-        self._mask = capacity - 1
-        self._size = 0
-
-    def __len__(self) -> int:
-        return self._size
-
-    def first_or_add(self, key: int, row_number: int) -> int | None:
-        """The row that first had ``key``; or None, after recording ``row_number`` as its first."""
-        keys, mask = self._keys, self._mask
-        slot = key & mask
-        while True:
-            found = keys[slot]
-            if found == 0:
-                break
-            if found == key:
-                return self._rows[slot]
-            slot = (slot + 1) & mask
-        keys[slot] = key
-        self._rows[slot] = row_number
-        self._size += 1
-        if self._size > self._MAX_LOAD * len(keys):
-            self._grow()
-        return None
-
-    def _grow(self) -> None:
-        old_keys, old_rows = self._keys, self._rows
-        capacity = 2 * len(old_keys)
-        self._keys = keys = array("Q", bytes(8 * capacity))
-        self._rows = rows = array("Q", bytes(8 * capacity))
-        self._mask = mask = capacity - 1
-        for key, row_number in zip(old_keys, old_rows):
-            if key:
-                slot = key & mask
-                while keys[slot]:
-                    slot = (slot + 1) & mask
-                keys[slot] = key
-                rows[slot] = row_number
+    digest = hashlib.blake2b(row_id.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)

@@ -11,6 +11,7 @@ journal and keeps the earlier one only while it needs it (:mod:`batchtts.resume`
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import logging
 import math
@@ -25,8 +26,11 @@ from pathlib import Path, PurePath
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+import orjson
+
 from batchtts.errors import UsageError
 from batchtts.layout import atomic_file
+from batchtts.nearsort import in_order
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -75,8 +79,14 @@ CLASH_PREFIX = "input_"
 RESULT_FORMATS: dict[str, str] = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl"}
 #: Rows converted to Arrow at a time when writing results (bounds memory: each
 #: batch of journal entries costs ~7 KB a row at its peak; 4096 made a 20,000-row
-#: run peak 22 MB above a 2,000-row one, 1024 makes it 2 MB). Also the Parquet row group size.
+#: run peak 22 MB above a 2,000-row one, 1024 makes it 2 MB).
 WRITE_BATCH_ROWS = 1024
+#: Rows per Parquet row group: converted batches are kept (as Arrow) until there
+#: are this many. The writer holds every row group's metadata until the file
+#: closes, over 1 KB per column: row groups of 1024 rows (one per batch) cost
+#: 22 MB more for a million rows than for 2,000; 4096 cost 2 MB. Bigger groups
+#: cost more in the writer's buffers (16384: 6 MB, 32768: 21 MB), measured.
+PARQUET_ROW_GROUP_ROWS = 4096
 
 
 def utc_now_iso() -> str:
@@ -219,6 +229,14 @@ class Journal:
             yield entry
 
 
+#: Journal lines :func:`final_entries` keeps in order at a time (parsed, in its second pass):
+#: a line written more than this many lines after it was due is sorted apart.
+ORDER_WINDOW = 512
+
+#: A journal line's place: (row, variant, 64-bit id hash, byte offset); unique per line.
+_LineKey = tuple[int, int, int, int]
+
+
 def final_entries(journal: Journal) -> Iterator[dict[str, Any]]:
     """The latest entry for each manifest row (and fan-out variant), ordered by ``row``.
 
@@ -228,41 +246,74 @@ def final_entries(journal: Journal) -> Iterator[dict[str, Any]]:
     voice fan-out, each variant (:data:`VARIANT_KEY`, the voice's index in
     ``--voices``) of a row is its own result, in variant order.
 
-    Memory: 32 bytes per journal line (row, variant, 64-bit id hash, file
-    offset, in arrays), not the entries themselves: a second pass reads each
-    winning line back by its offset. So about 32 MB per million lines, and
-    ~55 MB at the peak of the sort (measured), whatever the carried columns hold.
+    Memory does not grow with the journal when it is nearly in row order, as a
+    run writes it (:mod:`batchtts.nearsort`): a first pass keeps only the lines
+    that come more than :data:`ORDER_WINDOW` lines late (32 bytes each: row,
+    variant, 64-bit id hash, file offset), a second pass streams the rest in
+    order through a window of :data:`ORDER_WINDOW` entries and merges in the late
+    ones, read back by their offsets. A journal in no order at all costs those
+    32 bytes for most of its lines.
     """
     import numpy as np
 
     journal.flush(fsync=False)
     rows, variants, keys, offsets = array("q"), array("q"), array("q"), array("q")
-    for offset, entry in _read_entries(journal.path):
-        row = entry.get("row")
-        rows.append(row if isinstance(row, int) and not isinstance(row, bool) else 2**63 - 1)
-        variant = entry.get(VARIANT_KEY)
-        variants.append(variant if isinstance(variant, int) and not isinstance(variant, bool) else -1)
-        keys.append(_id_key(entry.get("id")))
-        offsets.append(offset)
-    if not offsets:
+
+    def note_late(key: _LineKey, _entry: object) -> None:
+        rows.append(key[0])
+        variants.append(key[1])
+        keys.append(key[2])
+        offsets.append(key[3])
+
+    end = -1
+    for key, _entry in in_order(_keyed_lines(journal.path), ORDER_WINDOW, note_late):
+        end = max(end, key[3])
+    end = max(end, max(offsets, default=-1))  # the last line the first pass read: the second reads no further
+    if end < 0:
         return
-    columns = [np.frombuffer(a, dtype=np.int64) for a in (rows, variants, keys)]
-    # By row, variant, id; lexsort is stable, so within a group the file order (the
-    # offsets only grow) is kept and the last of each group is the latest entry.
-    order = np.lexsort(columns[::-1])
-    new_group = np.zeros(len(order), dtype=bool)
-    new_group[-1] = True  # the last entry ends the last group
-    for column in columns:  # one sorted copy at a time: a million lines cost ~30 MB here, not ~110
-        ordered = column[order]
-        new_group[:-1] |= ordered[1:] != ordered[:-1]
-        del ordered
-    winners = np.frombuffer(offsets, dtype=np.int64)[order[new_group]]
-    del columns, order, new_group, rows, variants, keys, offsets
+    late_order = np.lexsort([np.frombuffer(a, dtype=np.int64) for a in (offsets, keys, variants, rows)])
+
+    def late_lines() -> Iterator[tuple[_LineKey, None]]:
+        columns = (rows, variants, keys, offsets)
+        for start in range(0, len(late_order), 65536):  # Python ints a block at a time
+            block = late_order[start : start + 65536]
+            picked = [np.frombuffer(a, dtype=np.int64)[block].tolist() for a in columns]
+            for key in zip(*picked, strict=True):
+                yield key, None
+
+    in_order_lines = in_order(_keyed_lines(journal.path, end), ORDER_WINDOW, lambda key, entry: None)
     with open(journal.path, "rb") as handle:
-        for start in range(0, len(winners), 65536):  # Python ints a block at a time
-            for offset in winners[start : start + 65536].tolist():
-                handle.seek(offset)
-                yield json.loads(handle.readline().decode("utf-8", "surrogatepass"))
+        latest: tuple[_LineKey, dict[str, Any] | None] | None = None
+        for line in heapq.merge(in_order_lines, late_lines()):
+            if latest is not None and latest[0][:3] != line[0][:3]:
+                yield _entry_of(latest, handle)
+            latest = line  # the same row, variant and id later in the file: the later entry wins
+        if latest is not None:
+            yield _entry_of(latest, handle)
+
+
+def _keyed_lines(path: Path, end: int | None = None) -> Iterator[tuple[_LineKey, dict[str, Any]]]:
+    """(its place, entry) for each journal line, up to the line at offset ``end``."""
+    for offset, entry in _read_entries(path):
+        if end is not None and offset > end:
+            return
+        row = entry.get("row")
+        variant = entry.get(VARIANT_KEY)
+        yield (
+            row if type(row) is int and -(2**63) <= row < 2**63 else 2**63 - 1,
+            variant if type(variant) is int and -(2**63) <= variant < 2**63 else -1,
+            _id_key(entry.get("id")),
+            offset,
+        ), entry
+
+
+def _entry_of(line: tuple[_LineKey, dict[str, Any] | None], handle: BinaryIO) -> dict[str, Any]:
+    """The line's entry: parsed already, or read back at its offset (a late line)."""
+    key, entry = line
+    if entry is not None:
+        return entry
+    handle.seek(key[3])
+    return parse_line(handle.readline())
 
 
 def read_journal_file(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -298,6 +349,20 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+def parse_line(line: bytes) -> Any:
+    """One journal line's JSON; raises ValueError when it is not JSON.
+
+    orjson parses a line 3 to 4 times faster than :mod:`json`, and journals are
+    read whole (results, resume index); lines it refuses are read by :mod:`json`,
+    which accepts what :func:`_encode_line` may write and orjson does not: lone
+    surrogates (encoded with ``surrogatepass``), NaN and integers beyond 64 bits.
+    """
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return json.loads(line.decode("utf-8", "surrogatepass"))
+
+
 def _read_entries(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(byte offset, entry) for each complete line; a last line without its newline is torn: ignored."""
     try:
@@ -311,7 +376,7 @@ def _read_entries(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 log.warning("%s: ignoring a torn last line (%d bytes)", path, len(line))
                 return
             try:
-                entry = json.loads(line.decode("utf-8", "surrogatepass"))
+                entry = parse_line(line)
             except ValueError:  # UnicodeDecodeError included
                 entry = None
             if isinstance(entry, dict) and "id" in entry:
@@ -508,12 +573,14 @@ def write_results(
     with atomic_file(path, "wb") as handle:
         writer = _ResultsWriter(fmt, handle, schema)
         written = 0
+        complete = False
         try:
             for batch in _batches(entries, WRITE_BATCH_ROWS):
                 writer.write(_to_table(batch, schema, sources))
                 written += len(batch)
+            complete = True
         finally:
-            writer.close()  # before its file closes, even when the temp file is to be dropped
+            writer.close(complete=complete)  # before its file closes, even when the temp file is to be dropped
     return written
 
 
@@ -623,6 +690,8 @@ class _ResultsWriter:
         self.fmt = fmt
         self.handle = handle
         self._writer: Any = None
+        self._row_group: list[pa.Table] = []  # Parquet: converted batches not written yet
+        self._row_group_rows = 0
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
@@ -633,6 +702,12 @@ class _ResultsWriter:
             self._writer = pacsv.CSVWriter(handle, schema)
 
     def write(self, table: pa.Table) -> None:
+        if self.fmt == "parquet":
+            self._row_group.append(table)
+            self._row_group_rows += table.num_rows
+            if self._row_group_rows >= PARQUET_ROW_GROUP_ROWS:
+                self._write_row_group()
+            return
         if self._writer is not None:
             self._writer.write_table(table)
             return
@@ -642,8 +717,19 @@ class _ResultsWriter:
             lines.append(text.encode("utf-8", "surrogatepass") + b"\n")
         self.handle.write(b"".join(lines))
 
-    def close(self) -> None:
+    def _write_row_group(self) -> None:
+        import pyarrow as pa
+
+        if self._row_group:
+            table = pa.concat_tables(self._row_group)  # no copy: the batches become chunks
+            self._row_group, self._row_group_rows = [], 0
+            self._writer.write_table(table, row_group_size=table.num_rows)
+
+    def close(self, *, complete: bool = True) -> None:
+        """Finish the file; ``complete=False`` (it is being dropped) closes without writing what is buffered."""
         if self._writer is not None:
+            if complete:
+                self._write_row_group()
             self._writer.close()
 
 

@@ -46,7 +46,7 @@ from typing import Any
 
 from batchtts.layout import atomic_file
 from batchtts.request import TtsRequest
-from batchtts.results import STATUS_FAILED, STATUS_OK, VARIANT_KEY, Journal, id_key, read_journal_file
+from batchtts.results import STATUS_FAILED, STATUS_OK, VARIANT_KEY, Journal, id_key, parse_line, read_journal_file
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ class ResumeIndex:
         """The journal entry that starts at ``position``, read back from its file."""
         line = self.line_at(position)
         try:
-            entry = json.loads(line.decode("utf-8", "surrogatepass"))
+            entry = parse_line(line)
         except ValueError:
             return None
         return entry if isinstance(entry, dict) else None

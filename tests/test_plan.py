@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from batchtts.manifest import Row, open_manifest
-from batchtts.plan import DUPLICATE_ID, PlannedRow, RowPlanner, _FirstRowTable
+from batchtts.plan import DUPLICATE_ID, PlannedRow, RowPlanner
 from batchtts.request import DEFAULT_MODEL, DEFAULT_SAMPLE_RATE, DEFAULT_VOICE, InvalidRequest, TtsRequest
 
 
@@ -126,17 +126,6 @@ def test_invalid_or_unknown_defaults_are_refused_up_front() -> None:
 def test_empty_defaults_mean_the_api_default() -> None:
     planner = RowPlanner({"voice_id": "", "language": None, "pronunciation_dicts": []})
     assert planner.defaults == {"voice_id": DEFAULT_VOICE}
-
-
-def test_first_row_table_grows_and_probes() -> None:
-    table = _FirstRowTable(capacity=8)
-    keys = [(i << 32) | 5 for i in range(1, 500)]  # identical low bits: every insert probes
-    for number, key in enumerate(keys, start=1):
-        assert table.first_or_add(key, number) is None
-    assert len(table) == len(keys)
-    for number, key in enumerate(keys, start=1):
-        assert table.first_or_add(key, 10**9) == number
-    assert len(table) == len(keys)
 
 
 def test_many_ids_stay_distinct() -> None:

@@ -206,6 +206,16 @@ def test_lone_surrogates_survive_the_journal_and_the_results(tmp_path: Path) -> 
     assert pq.read_table(tmp_path / "r.parquet").column("id").to_pylist() == ["bad\\ud800id"]
 
 
+@pytest.mark.parametrize(
+    "entry",
+    [{"a": 1.5, "b": [1, None, True], "c": "é"}, {"a": float("inf")}, {"a": 2**70}, {"a": "x\ud800y"}, {"a": -(2**63)}],
+)
+def test_journal_lines_parse_as_json_reads_them(entry: dict[str, Any]) -> None:
+    """orjson first, json for what orjson refuses (infinities, big ints, lone surrogates): the same values."""
+    line = results._encode_line(entry)
+    assert results.parse_line(line) == json.loads(line.decode("utf-8", "surrogatepass")) == entry
+
+
 # --- final entries ---------------------------------------------------------------------
 
 
@@ -227,6 +237,41 @@ def test_last_entry_per_row_wins_in_row_order(tmp_path: Path) -> None:
         (5, "r1", "failed"),  # a repeated id keeps its own row
     ]
     assert entries[1]["error"] == "first run 2"
+
+
+@pytest.mark.parametrize("window", [1, 4, 512])
+def test_stragglers_and_rewrites_land_in_row_order_with_the_latest_winning(tmp_path, monkeypatch, window) -> None:
+    """A run's journal: rows a few places late, some far late, pending rows written then finished."""
+    import random
+
+    monkeypatch.setattr(results, "ORDER_WINDOW", window)
+    rng = random.Random(window)
+    numbers = list(range(1, 401))
+    for start in range(0, 400, 8):  # workers finish rows a few places out of order
+        block = numbers[start : start + 8]
+        rng.shuffle(block)
+        numbers[start : start + 8] = block
+    stragglers = [numbers.pop(rng.randrange(len(numbers))) for _ in range(20)]  # finish after everything
+    expected: dict[tuple[int, int | None], str] = {}
+    with Journal(tmp_path / "j.jsonl") as journal:
+        for number in numbers:
+            journal.append(failed_row(number, error=f"first {number}"))
+            expected[(number, None)] = f"first {number}"
+        for number in stragglers:
+            journal.append(failed_row(number, error=f"late {number}"))
+            expected[(number, None)] = f"late {number}"
+        for number in (5, 250, *stragglers[:3]):  # written again: the later entry wins, wherever each one sits
+            journal.append(failed_row(number, error=f"again {number}"))
+            expected[(number, None)] = f"again {number}"
+        for variant in (1, 0):  # a fan-out's variants of row 7, in variant order
+            result = failed_row(7, error=f"variant {variant}")
+            result.extra[results.VARIANT_KEY] = variant
+            journal.append(result)
+            expected[(7, variant)] = f"variant {variant}"
+        entries = list(final_entries(journal))
+    assert [(e["row"], e.get("variant"), e["error"]) for e in entries] == [
+        (row, variant, error) for (row, variant), error in sorted(expected.items(), key=lambda i: (i[0][0], -1 if i[0][1] is None else i[0][1]))
+    ]
 
 
 def test_final_entries_of_an_empty_journal(tmp_path: Path) -> None:
@@ -385,7 +430,18 @@ def test_results_are_written_in_batches(tmp_path: Path, monkeypatch: pytest.Monk
 
     assert write_results(entries(), tmp_path / "r.parquet", carried_columns=[]) == 50
     meta = pq.ParquetFile(tmp_path / "r.parquet").metadata
-    assert meta.num_rows == 50 and meta.num_row_groups == 8  # one row group per batch of 7
+    assert meta.num_rows == 50 and meta.num_row_groups == 1  # batches of 7, one row group
+    assert pq.read_table(tmp_path / "r.parquet").column("row").to_pylist() == list(range(1, 51))
+
+
+def test_parquet_row_groups_gather_several_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(results, "WRITE_BATCH_ROWS", 7)
+    monkeypatch.setattr(results, "PARQUET_ROW_GROUP_ROWS", 20)
+    entries = (ok_row(number).to_entry() for number in range(1, 51))
+    assert write_results(entries, tmp_path / "r.parquet", carried_columns=[]) == 50
+    meta = pq.ParquetFile(tmp_path / "r.parquet").metadata
+    # 21 rows (3 batches) per row group, then what is left: not one row group per batch of 7
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [21, 21, 8]
     assert pq.read_table(tmp_path / "r.parquet").column("row").to_pylist() == list(range(1, 51))
 
 

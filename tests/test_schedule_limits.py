@@ -113,3 +113,50 @@ def test_a_stale_lock_left_by_a_killed_run_is_taken_over(tmp_path, local_server)
     job = run_job(manifest, out, server.base_url)
     assert job.exit_code == 0, job.output
     assert lock.exists() and lock.read_text() == ""  # released, record cleared, file kept
+
+
+def test_a_limit_run_lists_every_row_in_order_catches_late_duplicates_and_a_rerun_does_the_rest(
+    tmp_path, local_server, monkeypatch
+):
+    """The whole manifest in the results, in manifest order, though only the first rows ran.
+
+    Tiny id-table and ordering-window sizes, so these 90 rows go through what a
+    million rows would: the id table's sorted levels and Bloom filter, and
+    results lines that come too late for the window (rows that finish after the
+    rows behind them were recorded pending).
+    """
+    from batchtts import plan, results
+    from batchtts.idtable import FirstRowTable
+
+    monkeypatch.setattr(plan, "FirstRowTable", lambda: FirstRowTable(front_size=4, level_size=16, bloom_bits=64))
+    monkeypatch.setattr(results, "ORDER_WINDOW", 2)
+    rows = [{"id": f"r{n}", "text": "Word " * (1 + n % 5) + f"number {n}."} for n in range(1, 91)]
+    duplicates = {20: "r3", 70: "r50", 88: "r3"}  # row -> the id it repeats: one before the limit's rows end, two far after
+    for number, repeated in duplicates.items():
+        rows[number - 1]["id"] = repeated
+    server = local_server(latency=0.02, realtime_factor=200)  # rows of different lengths finish out of order
+    manifest = write_csv(tmp_path / "m.csv", rows)
+    out = tmp_path / "out"
+
+    first = run_job(manifest, out, server.base_url, "--limit", "25", "--concurrency", "6")
+    assert first.exit_code == 4, first.output
+    assert starts(server) == 25
+    listed = first.results()
+    assert [(r["row"], r["id"]) for r in listed] == [(n, row["id"]) for n, row in enumerate(rows, start=1)]
+    expected = ["ok"] * 26 + ["pending"] * 64  # 25 rows started; row 20 is refused and counts against no limit
+    for number, repeated in duplicates.items():
+        expected[number - 1] = "failed"
+        first_row = next(n for n, row in enumerate(rows, start=1) if row["id"] == repeated)
+        assert listed[number - 1]["error"] == f"duplicate id {repeated!r} (first at row {first_row})"
+    assert [r["status"] for r in listed] == expected
+    assert summary(out)["pending"] == 62
+
+    second = run_job(manifest, out, server.base_url, "--concurrency", "6")
+    assert second.exit_code == 1, second.output  # the duplicates are failed rows
+    assert starts(server) == 87  # the 62 pending rows, nothing for the 25 done
+    listed = second.results()
+    assert [(r["row"], r["id"]) for r in listed] == [(n, row["id"]) for n, row in enumerate(rows, start=1)]
+    assert [r["status"] for r in listed] == [
+        "failed" if number in duplicates else "ok" for number in range(1, 91)
+    ]
+    assert [r["reused"] for r in listed if r["status"] == "ok"] == [True] * 25 + [False] * 62

@@ -190,6 +190,7 @@ def run(
       batchtts run lines.csv --out out/ --local        # no key, bundled local server
       batchtts run --job jobs/nightly-dataset.toml --deadline 5h
     """
+    from batchtts.arrowpool import use_system_allocator
     from batchtts.client import ApiKey, WavesClient
     from batchtts.errors import ManifestError
     from batchtts.logs import configure
@@ -199,6 +200,7 @@ def run(
     from batchtts.runner import EXIT_USAGE, JobSpec, Runner
     from batchtts.summary import print_summary
 
+    use_system_allocator()
     cli_log = configure(log_format, verbose=verbose, quiet=quiet)
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

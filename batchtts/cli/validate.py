@@ -54,11 +54,13 @@ def validate(
       batchtts validate jobs/sample.csv
       batchtts validate lines.parquet --text-column sentence --id-column utt_id --voice-id emily
     """
+    from batchtts.arrowpool import use_system_allocator
     from batchtts.errors import ManifestError
     from batchtts.manifest import open_manifest
     from batchtts.plan import RowPlanner
     from batchtts.request import InvalidRequest
 
+    use_system_allocator()
     try:
         opened = open_manifest(manifest, text_column=text_column, id_column=id_column)
     except ManifestError as exc:
