@@ -43,6 +43,28 @@ def wait_until(predicate: Callable[[], bool], *, timeout: float = 20.0, what: st
         time.sleep(0.01)
 
 
+def settle(server: Any, quiet: float = 0.2) -> None:
+    """Wait until a killed client's last requests are done with at the server.
+
+    A request that left just before SIGKILL may be counted by the server a moment
+    later; resetting the stats before then would count it for the next run.
+    """
+    def counts() -> tuple[Any, ...]:
+        snapshot = server.stats.snapshot()
+        return snapshot["active_streams"], snapshot["requests"], snapshot["starts_total"]
+
+    wait_until(lambda: counts()[0] == 0, what="the server's streams to end")
+    last, since = counts(), time.monotonic()
+    deadline = since + 20.0
+    while time.monotonic() - since < quiet:
+        if time.monotonic() > deadline:
+            raise AssertionError("the server's counters never settled")
+        time.sleep(0.02)
+        now = counts()
+        if now != last:
+            last, since = now, time.monotonic()
+
+
 def finish(process: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
     try:
         return process.wait(timeout=timeout)

@@ -23,7 +23,7 @@ from batchtts import commit as commit_module
 from batchtts import sink as sink_module
 from batchtts.results import Journal, RowResult
 from batchtts.sink import AudioSink
-from tests.nightly_support import REPO, finish, journal_state, starts, summary, temp_files, wait_until
+from tests.nightly_support import REPO, finish, journal_state, settle, starts, summary, temp_files, wait_until
 from tests.runner_support import TEST_KEY, run_job, write_csv
 
 ROWS = [{"id": f"row-{n:02d}", "text": f"Line {n} ok."} for n in range(12)]
@@ -190,6 +190,7 @@ def test_sigkill_while_finished_files_wait_for_their_group_journals_none_and_a_r
     assert journal_state(out) == {}
     assert not [p for p in (out / "audio").iterdir() if not p.name.endswith(".part")]
     assert len(temp_files(out)) >= 3
+    settle(server)
     server.stats.reset()
     rerun = run_job(manifest, out, server.base_url, "--concurrency", "2")
     assert rerun.exit_code == 0, rerun.output
