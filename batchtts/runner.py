@@ -195,9 +195,12 @@ class Runner:
         #: Finished files are made durable and renamed in groups, out of the stream slots.
         self._commits = GroupCommit()
 
-    def open_manifest(self) -> Manifest:
-        """Read the manifest's schema; a ManifestError here means no request was sent."""
-        manifest = open_manifest(self.spec.manifest, text_column=self.spec.text_column, id_column=self.spec.id_column)
+    def open_manifest(self, manifest: Manifest | None = None) -> Manifest:
+        """Read the manifest's schema (unless given it opened); a ManifestError here means no request was sent."""
+        if manifest is None:
+            manifest = open_manifest(
+                self.spec.manifest, text_column=self.spec.text_column, id_column=self.spec.id_column
+            )
         if self._assembly is not None:
             self._assembly.check_columns(manifest)
         return manifest

@@ -280,6 +280,16 @@ def test_local_flag_runs_without_a_key(tmp_path):
     assert all(r["status"] == "ok" for r in job.results())
 
 
+def test_a_missing_manifest_is_reported_before_any_server_starts_or_key_is_read(tmp_path):
+    local = run_job(tmp_path / "nope.csv", tmp_path / "out", None, "--local", "--engine", "synthetic", key=None)
+    assert local.exit_code == 2
+    assert "no such manifest file" in local.output
+    assert "local server" not in local.output  # it was never started
+    no_key = run_job(tmp_path / "nope.csv", tmp_path / "out", "http://127.0.0.1:9", key=None)
+    assert no_key.exit_code == 2
+    assert "no such manifest file" in no_key.output and "API key" not in no_key.output
+
+
 def test_concurrency_caps_streams_in_flight(tmp_path, local_server):
     server = local_server(latency=0.05)
     rows = [{"id": str(i), "text": f"Row number {i}."} for i in range(12)]

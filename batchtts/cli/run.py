@@ -236,6 +236,13 @@ def run(
         results_format(spec.results)
     except UsageError as exc:
         raise click.UsageError(str(exc)) from None
+    from batchtts.manifest import open_manifest
+
+    try:  # before any server starts or key is read: a bad manifest is the first thing said
+        manifest_file = open_manifest(spec.manifest, text_column=spec.text_column, id_column=spec.id_column)
+    except ManifestError as exc:
+        cli_log.error(str(exc))
+        sys.exit(EXIT_USAGE)
     with _endpoint(local, engine, base_url, api_key_file, cli_log.say) as (url, key):
         secret = ApiKey(key)
         client = WavesClient(url, secret, idle_timeout=timeout, connect_timeout=connect_timeout,
@@ -248,7 +255,7 @@ def run(
         progress_placeholder = make_progress("off", None)
         runner = Runner(spec, client, progress_placeholder, redact=redact)
         try:
-            opened = runner.open_manifest()
+            opened = runner.open_manifest(manifest_file)
         except ManifestError as exc:
             cli_log.error(str(exc))
             sys.exit(EXIT_USAGE)
