@@ -9,14 +9,15 @@ import click
 from batchtts.progress import format_duration
 from batchtts.runner import JobSummary
 
+#: What to do after each kind of stop (the stop's own message says why).
 _NEXT_STEP = {
     "auth": "the API rejected the key: check SMALLEST_API_KEY or --api-key-file, then rerun",
-    "interrupted": "interrupted: rerun the same command to finish the remaining rows",
-    "deadline": "the deadline passed: rerun the same command to do the pending rows",
-    "budget": "the character budget ran out: rerun (with a new budget) to do the pending rows",
-    "limit": "the row limit was reached: rerun the same command to do the pending rows",
-    "manifest": "the manifest could not be read to the end",
-    "storage": "the disk refused the audio (full or read-only): free space, then rerun to do the pending rows",
+    "interrupted": "rerun the same command to finish the remaining rows",
+    "deadline": "rerun the same command to do the pending rows (a --deadline given as a date and time must be moved later)",
+    "budget": "rerun with a new --max-characters budget to do the pending rows",
+    "limit": "rerun the same command to do the pending rows",
+    "manifest": "fix the manifest, then rerun: the rows already done are kept",
+    "storage": "free space (or make the folder writable), then rerun to do the pending rows",
 }
 
 
@@ -41,9 +42,10 @@ def print_summary(summary: JobSummary, out_dir: Path, *, local: bool = False) ->
     if summary.failed > len(summary.failure_examples):
         lines.append(f"batchtts:   ... and {summary.failed - len(summary.failure_examples)} more failed rows")
     if summary.stopped:
+        # Why (the run's own words, e.g. which deadline), then what to do about it.
         advice = _NEXT_STEP.get(summary.stopped, summary.stopped)
-        detail = f" ({summary.stop_message})" if summary.stop_message else ""
-        lines.append(f"batchtts: stopped: {advice}{detail}")
+        lines.append(f"batchtts: stopped: {summary.stop_message or summary.stopped}")
+        lines.append(f"batchtts: next: {advice}")
     lines.append(f"batchtts: audio in {out_dir}/, results in {summary.results_path}, summary in {out_dir}/summary.json")
     for line in lines:
         click.echo(line, err=True)

@@ -55,6 +55,7 @@ def parse_duration(text: str) -> float:
     return total
 
 
+_ISO_DATE = re.compile(r"\d{4}-\d")
 _CLOCK_TIME = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
 
 
@@ -94,7 +95,7 @@ def parse_deadline(text: str, now: datetime | None = None) -> Deadline:
         if at <= local_now:
             at += timedelta(days=1)  # 06:00 at 22:00 means tomorrow morning
         return Deadline(text=value, at=at.astimezone())
-    if "T" in value or "-" in value:
+    if _ISO_DATE.match(value):
         try:
             at = datetime.fromisoformat(value.replace("Z", "+00:00").replace(" ", "T"))
         except ValueError:
