@@ -1,7 +1,7 @@
 """``batchtts`` with every sync made a no-op: for attributing the runner's CPU only, never for real jobs.
 
 The runner makes every audio file durable before renaming it into place (in
-groups: one ``syncfs`` per group, see batchtts/commit.py), fsyncs the folders
+groups: one ``syncfs`` per group, see batchtts/audio/commit.py), fsyncs the folders
 the files went to, and the journal in batches, so a power cut cannot leave a
 half-written file under a final name. An fsync makes the calling process do the
 page cache's writeback (block allocation, I/O submission); ``syncfs`` has the
@@ -16,9 +16,9 @@ import sys
 
 os.fsync = os.fdatasync = lambda fd: None  # noqa: E731
 
-import batchtts.commit  # noqa: E402  (after the os patch: it binds fdatasync at import)
+import batchtts.audio.commit  # noqa: E402  (after the os patch: it binds fdatasync at import)
 
-batchtts.commit._load_syncfs = lambda: (lambda fd: 0)  # noqa: E731
+batchtts.audio.commit._load_syncfs = lambda: (lambda fd: 0)  # noqa: E731
 
 if __name__ == "__main__":
     from batchtts.cli import main

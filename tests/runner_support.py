@@ -14,7 +14,7 @@ import soundfile
 from click.testing import CliRunner, Result
 
 from batchtts.cli import main
-from batchtts.request import parse_request
+from batchtts.api.request import parse_request
 from batchtts.server.synthetic import SyntheticEngine
 
 TEST_KEY = "sk-test-0123456789abcdef"

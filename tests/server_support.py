@@ -11,7 +11,7 @@ import httpx
 import httpx_sse
 import numpy as np
 
-from batchtts.request import parse_request
+from batchtts.api.request import parse_request
 from batchtts.server.synthetic import SyntheticEngine
 from batchtts.server.voices import CATALOG
 

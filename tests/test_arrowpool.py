@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
-from batchtts.arrowpool import POOL_VARIABLE, use_system_allocator
+from batchtts.manifest.arrowpool import POOL_VARIABLE, use_system_allocator
 from batchtts.cli import main
 
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from batchtts.client import POOL_CONNECTIONS
+from batchtts.api.client import POOL_CONNECTIONS
 from batchtts.server.config import ServerConfig
 from batchtts.server.running import LocalServer
 from tests.conftest import TEST_SERVER_DEFAULTS
@@ -56,7 +56,7 @@ def test_the_pools_share_one_tls_context(monkeypatch):
     """Loading the CA bundle costs ~20 ms of CPU: once per job, not once per pool."""
     import ssl
 
-    from batchtts.client import ApiKey, WavesClient
+    from batchtts.api.client import ApiKey, WavesClient
 
     loads: list[int] = []
     original = ssl.SSLContext.load_verify_locations

@@ -10,9 +10,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-from batchtts import commit as commit_module
-from batchtts.commit import DataSync, GroupCommit, commit_group
-from batchtts.sink import AudioSink, SinkResult
+from batchtts.audio import commit as commit_module
+from batchtts.audio.commit import DataSync, GroupCommit, commit_group
+from batchtts.audio.sink import AudioSink, SinkResult
 
 RATE = 16000
 #: Long enough that a test would time out (fail_after) if a group waited for it.

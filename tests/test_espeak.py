@@ -11,7 +11,7 @@ import pytest
 
 espeakng_loader = pytest.importorskip("espeakng_loader")
 
-from batchtts.request import LANGUAGES, TtsRequest  # noqa: E402
+from batchtts.api.request import LANGUAGES, TtsRequest  # noqa: E402
 from batchtts.server import espeak  # noqa: E402
 from batchtts.server.engines import get_engine  # noqa: E402
 from batchtts.server.voices import CATALOG  # noqa: E402

@@ -1,7 +1,7 @@
 from hypothesis import given, strategies as st
 
-from batchtts.ids import id_digest, new_run_token, request_id_for
-from batchtts.request import is_valid_id
+from batchtts.api.ids import id_digest, new_run_token, request_id_for
+from batchtts.api.request import is_valid_id
 
 
 @given(st.text(max_size=400), st.integers(min_value=1, max_value=10_000))

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from batchtts.idtable import FirstRowTable
+from batchtts.manifest.idtable import FirstRowTable
 
 
 def small_table() -> FirstRowTable:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batchtts.layout import (
+from batchtts.storage.names import (
     AUDIO_DIR,
     HASH_SEPARATOR,
     TEMP_NAME,

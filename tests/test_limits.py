@@ -8,8 +8,8 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from batchtts import limits
-from batchtts.limits import Start, Throttle
+from batchtts.schedule import throttle as limits
+from batchtts.schedule.throttle import Start, Throttle
 from batchtts.units import Rate, parse_deadline, parse_rate
 
 

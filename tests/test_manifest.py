@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from batchtts.errors import ManifestError
-from batchtts.manifest import Manifest, Row, open_manifest
+from batchtts.manifest.readers import Manifest, Row, open_manifest
 
 
 def write_bytes(path: Path, data: bytes) -> Path:
@@ -194,7 +194,7 @@ def test_ndjson_extension_and_keys_missing_in_some_rows(tmp_path: Path) -> None:
 
 
 def test_jsonl_override_key_first_seen_after_the_schema_sample(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("batchtts.manifest.JSONL_SCHEMA_SAMPLE", 2)
+    monkeypatch.setattr("batchtts.manifest.readers.JSONL_SCHEMA_SAMPLE", 2)
     path = write_jsonl(tmp_path / "m.jsonl", [{"text": "a"}, {"text": "b"}, {"text": "c", "speed": 1.5, "late": 1}])
     manifest = open_manifest(path)
     assert manifest.columns == ["text"]
@@ -289,7 +289,7 @@ def test_manifest_can_be_iterated_twice(tmp_path: Path) -> None:
 
 
 def test_scan_row_count_counts_csv_with_newlines_and_jsonl(tmp_path):
-    from batchtts.manifest import open_manifest
+    from batchtts.manifest.readers import open_manifest
 
     csv_path = tmp_path / "m.csv"
     csv_path.write_text('id,text\n1,"two\nlines"\n2,plain\n3,"a, b"\n', encoding="utf-8")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from batchtts.nearsort import in_order
+from batchtts.ledger.nearsort import in_order
 
 
 def split(keys: list[int], window: int) -> tuple[list[int], list[int]]:

@@ -8,8 +8,8 @@ import re
 from click.testing import CliRunner
 
 from batchtts.cli import main
-from batchtts.logs import JsonProgress, configure
-from batchtts.report import EXIT_MEANINGS
+from batchtts.cli.logs import JsonProgress, configure
+from batchtts.ledger.summary_doc import EXIT_MEANINGS
 from tests.nightly_support import summary
 from tests.runner_support import FAST_BACKOFF, TEST_KEY, run_job, write_csv
 

@@ -16,9 +16,9 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 import pytest
 
-from batchtts import results
+from batchtts.ledger import results
 from batchtts.errors import UsageError
-from batchtts.results import (
+from batchtts.ledger.results import (
     RESULT_COLUMNS,
     Journal,
     RowResult,

@@ -10,9 +10,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from batchtts.request import TtsRequest
-from batchtts.results import Journal, RowResult
-from batchtts.resume import EarlierRuns, ResumeIndex, compact_journals, row_fingerprint
+from batchtts.api.request import TtsRequest
+from batchtts.ledger.results import Journal, RowResult
+from batchtts.ledger.resume import EarlierRuns, ResumeIndex, compact_journals, row_fingerprint
 from tests.nightly_support import assert_file_exact, journal_state, starts, summary, temp_files
 from tests.runner_support import read_int16, run_job, write_csv
 

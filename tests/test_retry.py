@@ -6,9 +6,9 @@ import anyio
 import pytest
 from tenacity import RetryCallState
 
-from batchtts.client import parse_retry_after
+from batchtts.api.client import parse_retry_after
 from batchtts.errors import AuthRejected, NetworkError, RateLimited, RequestRejected, StreamIncomplete
-from batchtts.retry import RetryPolicy, _BackoffOrRetryAfter, retrying
+from batchtts.schedule.retry import RetryPolicy, _BackoffOrRetryAfter, retrying
 
 
 def attempts_until(errors: list[Exception], policy: RetryPolicy) -> tuple[int, BaseException | None]:

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile
 
-from batchtts.request import is_valid_id
+from batchtts.api.request import is_valid_id
 from tests.runner_support import (
     TEST_KEY,
     expected_samples,

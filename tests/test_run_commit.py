@@ -1,6 +1,6 @@
 """The group commit inside real runs: a row is journaled ok only once its file has landed durably.
 
-Files are made durable and renamed in groups (:mod:`batchtts.commit`), after
+Files are made durable and renamed in groups (:mod:`batchtts.audio.commit`), after
 the stream's slot is freed. These runs check the promise end to end: against
 a disk that refuses the files, across every way of making a file (plain rows,
 voice fan-out, split rows), and when the process is killed or stopped while
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from batchtts import commit as commit_module
-from batchtts import sink as sink_module
-from batchtts.results import Journal, RowResult
-from batchtts.sink import AudioSink
+from batchtts.audio import commit as commit_module
+from batchtts.audio import sink as sink_module
+from batchtts.ledger.results import Journal, RowResult
+from batchtts.audio.sink import AudioSink
 from tests.nightly_support import REPO, finish, journal_state, settle, starts, summary, temp_files, wait_until
 from tests.runner_support import TEST_KEY, run_job, write_csv
 
@@ -163,7 +163,7 @@ def test_rows_are_journaled_ok_only_once_their_files_landed_durably(
 def spawn_lingering(manifest: Path, out: Path, base_url: str, *args: str, logs: Path) -> subprocess.Popen[bytes]:
     """``batchtts run`` in its own process whose group commit never commits before the job ends."""
     code = (
-        "import sys, batchtts.commit as c; c.LINGER_SECONDS = 3600.0; c.MAX_GROUP = 10_000; "
+        "import sys, batchtts.audio.commit as c; c.LINGER_SECONDS = 3600.0; c.MAX_GROUP = 10_000; "
         "from batchtts.cli import main; sys.argv[0] = 'batchtts'; main()"
     )
     argv = [sys.executable, "-c", code, "run", str(manifest), "--out", str(out), "--progress", "off",

@@ -6,7 +6,7 @@ import json
 import os
 from datetime import datetime
 
-from batchtts.lock import job_lock
+from batchtts.job.lock import job_lock
 from tests.nightly_support import starts, summary, temp_files
 from tests.runner_support import run_job, write_csv
 
@@ -126,8 +126,9 @@ def test_a_limit_run_lists_every_row_in_order_catches_late_duplicates_and_a_reru
     results lines that come too late for the window (rows that finish after the
     rows behind them were recorded pending).
     """
-    from batchtts import plan, results
-    from batchtts.idtable import FirstRowTable
+    from batchtts.manifest import planner as plan
+    from batchtts.ledger import results
+    from batchtts.manifest.idtable import FirstRowTable
 
     monkeypatch.setattr(plan, "FirstRowTable", lambda: FirstRowTable(front_size=4, level_size=16, bloom_bits=64))
     monkeypatch.setattr(results, "ORDER_WINDOW", 2)

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from batchtts.request import TtsRequest
+from batchtts.api.request import TtsRequest
 from batchtts.server.synthetic import SLOT_SECONDS, SyntheticEngine, slot_samples
 from batchtts.server.voices import CATALOG
 from tests.server_support import BODY, as_int16, expected_pcm, live

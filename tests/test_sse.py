@@ -6,7 +6,7 @@ import httpx_sse
 from hypothesis import given
 from hypothesis import strategies as st
 
-from batchtts.sse import SseDecoder, SseEvent
+from batchtts.api.sse import SseDecoder, SseEvent
 
 
 def decode(*chunks: bytes) -> list[SseEvent]:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from batchtts.textsplit import split_text
+from batchtts.job.shaping.textsplit import split_text
 
 #: Cuts without whitespace are allowed only right after these (scripts that need no space).
 NOSPACE_BREAKS = set("।॥。！？؟۔，、；：،؛") | set("\"'”’»›)]}」』】》〉）")

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
-from batchtts.request import (
+from batchtts.api.request import (
     DEFAULT_MODEL,
     DEFAULT_OUTPUT_FORMAT,
     DEFAULT_SAMPLE_RATE,

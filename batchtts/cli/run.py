@@ -14,7 +14,7 @@ import click
 
 from batchtts.cli.options import manifest_options, request_default_options, request_defaults_from
 from batchtts.cli.shape_options import shape_from, shape_options
-from batchtts.jobfile import job_file_option
+from batchtts.cli.jobfile import job_file_option
 
 DEFAULT_BASE_URL = "https://api.smallest.ai"
 KEY_ENV = "SMALLEST_API_KEY"
@@ -190,15 +190,15 @@ def run(
       batchtts run lines.csv --out out/ --local        # no key, bundled local server
       batchtts run --job jobs/nightly-dataset.toml --deadline 5h
     """
-    from batchtts.arrowpool import use_system_allocator
-    from batchtts.client import ApiKey, WavesClient
+    from batchtts.manifest.arrowpool import use_system_allocator
+    from batchtts.api.client import ApiKey, WavesClient
     from batchtts.errors import ManifestError
-    from batchtts.logs import configure
-    from batchtts.progress import make_progress
-    from batchtts.report import summary_document
-    from batchtts.retry import RetryPolicy
-    from batchtts.runner import EXIT_USAGE, JobSpec, Runner
-    from batchtts.summary import print_summary
+    from batchtts.cli.logs import configure
+    from batchtts.cli.progress import make_progress
+    from batchtts.ledger.summary_doc import summary_document
+    from batchtts.schedule.retry import RetryPolicy
+    from batchtts.job.runner import EXIT_USAGE, JobSpec, Runner
+    from batchtts.cli.summary import print_summary
 
     use_system_allocator()
     cli_log = configure(log_format, verbose=verbose, quiet=quiet)
@@ -230,13 +230,13 @@ def run(
     import anyio
 
     from batchtts.errors import UsageError
-    from batchtts.results import results_format
+    from batchtts.ledger.results import results_format
 
     try:
         results_format(spec.results)
     except UsageError as exc:
         raise click.UsageError(str(exc)) from None
-    from batchtts.manifest import open_manifest
+    from batchtts.manifest.readers import open_manifest
 
     try:  # before any server starts or key is read: a bad manifest is the first thing said
         manifest_file = open_manifest(spec.manifest, text_column=spec.text_column, id_column=spec.id_column)

@@ -54,11 +54,11 @@ def validate(
       batchtts validate jobs/sample.csv
       batchtts validate lines.parquet --text-column sentence --id-column utt_id --voice-id emily
     """
-    from batchtts.arrowpool import use_system_allocator
+    from batchtts.manifest.arrowpool import use_system_allocator
     from batchtts.errors import ManifestError
-    from batchtts.manifest import open_manifest
-    from batchtts.plan import RowPlanner
-    from batchtts.request import InvalidRequest
+    from batchtts.manifest.readers import open_manifest
+    from batchtts.manifest.planner import RowPlanner
+    from batchtts.api.request import InvalidRequest
 
     use_system_allocator()
     try:

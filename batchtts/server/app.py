@@ -38,7 +38,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from batchtts.request import InvalidRequest, TtsRequest, is_valid_id, parse_request
+from batchtts.api.request import InvalidRequest, TtsRequest, is_valid_id, parse_request
 from batchtts.server.audio import BYTES_PER_SAMPLE, MEDIA_TYPES, encode_view
 from batchtts.server.config import ServerConfig
 from batchtts.server.engines import Engine, get_engine

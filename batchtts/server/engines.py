@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:  # numpy costs ~45 ms to import; `batchtts --help` reaches this module
     import numpy as np
 
-    from batchtts.request import TtsRequest
+    from batchtts.api.request import TtsRequest
 
 ENGINE_NAMES = ("auto", "synthetic", "espeak")
 

@@ -40,7 +40,7 @@ import threading
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from batchtts.request import DEFAULT_VOICE, TtsRequest
+from batchtts.api.request import DEFAULT_VOICE, TtsRequest
 from batchtts.server.voices import CATALOG, Voice
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from batchtts.request import TtsRequest
+from batchtts.api.request import TtsRequest
 from batchtts.server.voices import CATALOG
 
 SLOT_SECONDS = 0.060

@@ -2,20 +2,20 @@
 
 The runner hands each planned row here instead of synthesizing it itself when
 ``--max-chars``, ``--group-by`` or ``--voices`` is set. Every request still
-goes through the runner's :meth:`~batchtts.runner.Runner.synthesize_file`, so
+goes through the runner's :meth:`~batchtts.job.runner.Runner.synthesize_file`, so
 the same throttle (concurrency, pacing, 429 back-off) and retry loop apply
 to each part.
 
-- ``--voices a,b``: each row becomes one item per voice (:mod:`batchtts.fanout`),
+- ``--voices a,b``: each row becomes one item per voice (:mod:`batchtts.job.shaping.fanout`),
   with its own file under ``audio/<voice>/`` and its own results row.
-- ``--max-chars N``: a longer text is split (:func:`~batchtts.textsplit.split_text`);
+- ``--max-chars N``: a longer text is split (:func:`~batchtts.job.shaping.textsplit.split_text`);
   its parts are synthesized concurrently into the part store
-  (:mod:`batchtts.parts`), then joined in order into the row's one file
-  (:mod:`batchtts.join`), ``--join-gap-ms`` of silence between them.
+  (:mod:`batchtts.job.shaping.parts`), then joined in order into the row's one file
+  (:mod:`batchtts.audio.join`), ``--join-gap-ms`` of silence between them.
 - ``--group-by COL``: every row's audio goes to the part store; when all rows
   are done, each group's rows are joined in ``--order-by`` order into one
   file named after the group, with a chapters file beside it
-  (:mod:`batchtts.chapters`). A failed row fails its whole group: no file
+  (:mod:`batchtts.job.shaping.chapters`). A failed row fails its whole group: no file
   with holes. Rows of a group are recorded in the results when the group is
   written (or fails), with the group's file as their ``path``.
 
@@ -38,21 +38,21 @@ from typing import Any, Protocol
 
 import anyio
 
-from batchtts.chapters import EXTENSION as CHAPTERS_EXTENSION
-from batchtts.chapters import chapters_from_spans, write_ffmetadata
-from batchtts.client import AttemptOutcome
+from batchtts.job.shaping.chapters import EXTENSION as CHAPTERS_EXTENSION
+from batchtts.job.shaping.chapters import chapters_from_spans, write_ffmetadata
+from batchtts.api.client import AttemptOutcome
 from batchtts.errors import AttemptError, ManifestError
-from batchtts.fanout import fan_out, request_key
-from batchtts.join import JoinError, Joined, join_files
-from batchtts.layout import AUDIO_DIR, LJSPEECH_AUDIO_DIR, relative_audio_path, resolve_inside
-from batchtts.manifest import Manifest, Row
-from batchtts.parts import PARTS_DIR, PartInfo, PartStore, request_fingerprint
-from batchtts.plan import PlannedRow
-from batchtts.request import TtsRequest
-from batchtts.results import OPTIONAL_COLUMNS, VARIANT_KEY, RowResult, utc_now_iso
-from batchtts.resume import file_stamp, group_fingerprint, row_fingerprint
-from batchtts.sink import AudioSink, SinkResult
-from batchtts.textsplit import split_text
+from batchtts.job.shaping.fanout import fan_out, request_key
+from batchtts.audio.join import JoinError, Joined, join_files
+from batchtts.storage.names import AUDIO_DIR, LJSPEECH_AUDIO_DIR, relative_audio_path, resolve_inside
+from batchtts.manifest.readers import Manifest, Row
+from batchtts.job.shaping.parts import PARTS_DIR, PartInfo, PartStore, request_fingerprint
+from batchtts.manifest.planner import PlannedRow
+from batchtts.api.request import TtsRequest
+from batchtts.ledger.results import OPTIONAL_COLUMNS, VARIANT_KEY, RowResult, utc_now_iso
+from batchtts.ledger.resume import file_stamp, group_fingerprint, row_fingerprint
+from batchtts.audio.sink import AudioSink, SinkResult
+from batchtts.job.shaping.textsplit import split_text
 
 log = logging.getLogger("batchtts")
 
@@ -74,7 +74,7 @@ class ShapeOptions:
     voices: tuple[str, ...] = ()
     keep_parts: bool = False
     shard_dirs: int = 0
-    metadata: str | None = None  # a batchtts.metadata.METADATA_KINDS value
+    metadata: str | None = None  # a batchtts.job.shaping.metadata.METADATA_KINDS value
 
     @property
     def assembles(self) -> bool:
@@ -217,7 +217,7 @@ class Assembly:
         """(variant, voice, item, why it is bad or None) for each (row, voice) the runner handles.
 
         The runner records the bad ones (:meth:`record_bad`), keeps earlier
-        results that stand (:mod:`batchtts.resume`) and queues the rest for
+        results that stand (:mod:`batchtts.ledger.resume`) and queues the rest for
         :meth:`synthesize`.
         """
         if self.shape.voices:
@@ -227,7 +227,7 @@ class Assembly:
             items = [(None, voice, planned)]
         return [(variant, voice, item, item.error or self._problem(item)) for variant, voice, item in items]
 
-    # --- what resume (batchtts.resume) needs to know ------------------------------
+    # --- what resume (batchtts.ledger.resume) needs to know ------------------------------
 
     def group_key(self, row: Row, variant: int | None) -> tuple[str, int | None] | None:
         """The ``--group-by`` group of a row (per fan-out variant); None without --group-by or an empty cell."""
@@ -570,7 +570,7 @@ class Assembly:
             carried=row.carried,
             extra=self._extra(work.variant, parts),
         )
-        # For reruns (batchtts.resume): what made the file, and the file as written.
+        # For reruns (batchtts.ledger.resume): what made the file, and the file as written.
         result.extra["fingerprint"] = self.row_fingerprint(row, request)
         if ok and path is not None:
             result.extra.update(file_stamp(path) or {})

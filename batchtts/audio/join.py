@@ -1,9 +1,9 @@
 """Concatenate 16-bit mono PCM files, with silence between them, into one file, streaming.
 
 The parts of a split text and the rows of a chapter are stored as WAV files
-(see :mod:`batchtts.parts`); this reads them block by block and writes the
+(see :mod:`batchtts.job.shaping.parts`); this reads them block by block and writes the
 samples, and ``gap_ms`` of zeros between consecutive sources, through an
-:class:`~batchtts.sink.AudioSink`, so the result appears whole or not at all
+:class:`~batchtts.audio.sink.AudioSink`, so the result appears whole or not at all
 and memory stays at one block whatever the book's length. The samples are
 copied exactly: joining is byte-exact against the parts.
 
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from batchtts.sink import AudioSink, SinkResult
+from batchtts.audio.sink import AudioSink, SinkResult
 
 #: Frames read and written at a time (128 KiB of 16-bit audio).
 BLOCK_FRAMES = 1 << 16

@@ -13,7 +13,7 @@ indexes the previous journal, and for each manifest row:
   ``--no-retry-failed`` keeps the failure (also copied, ``reused = true``);
 - anything else (new, changed, file gone or replaced): synthesized.
 
-Files in ``DIR/.batchtts/`` (one writer at a time: see :mod:`batchtts.lock`):
+Files in ``DIR/.batchtts/`` (one writer at a time: see :mod:`batchtts.job.lock`):
 
 - ``journal.jsonl``: the running job's journal;
 - ``journal.prev.jsonl``: what earlier runs left, while a run uses it.
@@ -44,9 +44,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from batchtts.layout import atomic_file
-from batchtts.request import TtsRequest
-from batchtts.results import STATUS_FAILED, STATUS_OK, VARIANT_KEY, Journal, id_key, parse_line, read_journal_file
+from batchtts.storage.names import atomic_file
+from batchtts.api.request import TtsRequest
+from batchtts.ledger.results import STATUS_FAILED, STATUS_OK, VARIANT_KEY, Journal, id_key, parse_line, read_journal_file
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def row_fingerprint(request: TtsRequest, file_format: str, extra: Mapping[str, A
     ``extra`` adds job options that shape the file too (how long texts are
     split and joined, a chapter's place in its group), so changing one of them
     redoes the rows it affects. Correlation ids (``request_id``, ``session_id``)
-    are left out on purpose. (:func:`batchtts.parts.request_fingerprint` is the
+    are left out on purpose. (:func:`batchtts.job.shaping.parts.request_fingerprint` is the
     digest of one request, for the part store; this one is of a row's file.)
     """
     payload = {"v": FINGERPRINT_VERSION, **request.fingerprint_fields(), "file_format": file_format}

@@ -1,7 +1,7 @@
 """One synthesis attempt: POST, stream SSE frames, decode, classify the outcome.
 
 The client promises nothing the API page does not: frames and lines may be
-split across reads (:mod:`batchtts.sse` reassembles them as the HTML standard says),
+split across reads (:mod:`batchtts.api.sse` reassembles them as the HTML standard says),
 chunks may split a sample (the sink carries odd bytes), and an attempt counts
 as a success only when ``{"done": true}`` arrives. Every other ending raises an
 :class:`~batchtts.errors.AttemptError` subclass that says whether to retry.
@@ -33,8 +33,8 @@ from batchtts.errors import (
     ServerError,
     StreamIncomplete,
 )
-from batchtts.request import TtsRequest
-from batchtts.sse import SseDecoder
+from batchtts.api.request import TtsRequest
+from batchtts.api.sse import SseDecoder
 
 LIVE_PATH = "/waves/v1/tts/live"
 _MAX_ERROR_BODY = 4096

@@ -32,10 +32,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any, TextIO
 
-from batchtts.layout import LJSPEECH_AUDIO_DIR, atomic_file
-from batchtts.manifest import Manifest, Row
-from batchtts.plan import RowPlanner
-from batchtts.request import OVERRIDABLE_FIELDS, TtsRequest
+from batchtts.storage.names import LJSPEECH_AUDIO_DIR, atomic_file
+from batchtts.manifest.readers import Manifest, Row
+from batchtts.manifest.planner import RowPlanner
+from batchtts.api.request import OVERRIDABLE_FIELDS, TtsRequest
 
 log = logging.getLogger("batchtts")
 
@@ -60,7 +60,7 @@ def write_metadata(
 ) -> tuple[Path, int]:
     """Write ``kind``'s index of the ok entries into ``out_dir``; return (its path, the files listed).
 
-    ``entries`` are results entries ordered by row (:func:`batchtts.results.final_entries`);
+    ``entries`` are results entries ordered by row (:func:`batchtts.ledger.results.final_entries`);
     ``defaults`` are the job's request defaults, to recover each row's request fields.
     """
     if kind not in METADATA_KINDS:

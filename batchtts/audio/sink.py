@@ -33,7 +33,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from batchtts.errors import StreamIncomplete
-from batchtts.layout import TEMP_NAME, create_temp_file, fsync_folder
+from batchtts.storage.names import TEMP_NAME, create_temp_file, fsync_folder
 
 if TYPE_CHECKING:
     import numpy as np
@@ -205,7 +205,7 @@ class AudioSink:
 
         The three steps in one call, for a single file (a joined row). The runner
         calls them apart: :meth:`finish` in the attempt, then
-        :class:`batchtts.commit.GroupCommit` makes many files durable at once and
+        :class:`batchtts.audio.commit.GroupCommit` makes many files durable at once and
         calls :meth:`publish` for each.
         """
         self.finish()
@@ -326,7 +326,7 @@ class AudioSink:
 def remove_stale_temp_files(out_dir: Path) -> int:
     """Delete the ``.<name>.<random>.part`` files a crashed run left under ``out_dir``; return how many.
 
-    Only names :data:`batchtts.layout.TEMP_NAME` matches are touched. Call it
+    Only names :data:`batchtts.storage.names.TEMP_NAME` matches are touched. Call it
     only when no other job writes to ``out_dir``.
     """
     removed = 0

@@ -7,7 +7,7 @@ number of rows.
 
 Column mapping: the text column (``text`` unless named), the id column (``id``
 when present unless named; else the row number), columns named like a request
-field (:data:`batchtts.request.OVERRIDABLE_FIELDS`) override the command-line
+field (:data:`batchtts.api.request.OVERRIDABLE_FIELDS`) override the command-line
 defaults for their row, and every other column is carried through untouched.
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from batchtts.errors import ManifestError
-from batchtts.request import OVERRIDABLE_FIELDS, coerce_field
+from batchtts.api.request import OVERRIDABLE_FIELDS, coerce_field
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from batchtts.plan import PlannedRow
+from batchtts.manifest.planner import PlannedRow
 
 
 def parse_voices(value: str) -> tuple[str, ...]:
@@ -38,7 +38,7 @@ def fan_out(planned: PlannedRow, voices: tuple[str, ...]) -> list[tuple[int, str
 
 
 def request_key(row_id: str, *, voice: str | None = None, part: int | None = None) -> str:
-    """The text request ids are made from (see :func:`batchtts.ids.request_id_for`).
+    """The text request ids are made from (see :func:`batchtts.api.ids.request_id_for`).
 
     The row id alone for a plain row; ``<id>@<voice>`` for a fan-out and
     ``#p<n>`` for the n-th part of a split text, so every request of a job

@@ -38,8 +38,8 @@ from dataclasses import dataclass
 
 import anyio
 
-from batchtts.layout import fsync_folder
-from batchtts.sink import AudioSink, SinkResult
+from batchtts.storage.names import fsync_folder
+from batchtts.audio.sink import AudioSink, SinkResult
 
 log = logging.getLogger("batchtts")
 

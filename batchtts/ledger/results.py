@@ -5,7 +5,7 @@ to the journal at once (flushed per row, fsync'd in batches); the results
 manifest is written from the journal at the end, ordered by manifest row,
 whole or not at all (temp file + rename). Reopening a journal appends to it,
 and the latest entry for each row wins; the runner gives each run a fresh
-journal and keeps the earlier one only while it needs it (:mod:`batchtts.resume`).
+journal and keeps the earlier one only while it needs it (:mod:`batchtts.ledger.resume`).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import orjson
 
 from batchtts.errors import UsageError
-from batchtts.layout import atomic_file
-from batchtts.nearsort import in_order
+from batchtts.storage.names import atomic_file
+from batchtts.ledger.nearsort import in_order
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -126,7 +126,7 @@ class RowResult:
     reused: bool | None = None  # True: an earlier run's result, kept without a request
     carried: dict[str, Any] = field(default_factory=dict)
     #: Optional columns (:data:`OPTIONAL_COLUMNS`) and :data:`VARIANT_KEY`, when the job has them,
-    #: and journal-only keys: the resume fingerprint and file stamp (:mod:`batchtts.resume`).
+    #: and journal-only keys: the resume fingerprint and file stamp (:mod:`batchtts.ledger.resume`).
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_entry(self) -> dict[str, Any]:
@@ -247,7 +247,7 @@ def final_entries(journal: Journal) -> Iterator[dict[str, Any]]:
     ``--voices``) of a row is its own result, in variant order.
 
     Memory does not grow with the journal when it is nearly in row order, as a
-    run writes it (:mod:`batchtts.nearsort`): a first pass keeps only the lines
+    run writes it (:mod:`batchtts.ledger.nearsort`): a first pass keeps only the lines
     that come more than :data:`ORDER_WINDOW` lines late (32 bytes each: row,
     variant, 64-bit id hash, file offset), a second pass streams the rest in
     order through a window of :data:`ORDER_WINDOW` entries and merges in the late

@@ -15,7 +15,7 @@ from typing import TextIO
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
-from batchtts.limits import ThrottleState
+from batchtts.schedule.throttle import ThrottleState
 
 
 @dataclass(slots=True)

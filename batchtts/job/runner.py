@@ -8,12 +8,12 @@ with retries, streaming the audio into a sink that renames into place only when
 complete. Every finished row goes to the journal at once; the results manifest
 is written from the journal when the job ends, however it ends.
 
-Nightly reruns (see :mod:`batchtts.resume`): a row whose earlier result stands
+Nightly reruns (see :mod:`batchtts.ledger.resume`): a row whose earlier result stands
 is recorded from the previous journal without a request. When the job stops
 early (a signal, a limit, a rejected key), the producer still goes over the
 rest of the manifest, sending nothing: it records earlier results that stand
 and marks every other row ``pending``, so the results describe the whole
-manifest. The folder is locked for the whole run (:mod:`batchtts.lock`).
+manifest. The folder is locked for the whole run (:mod:`batchtts.job.lock`).
 """
 
 from __future__ import annotations
@@ -32,20 +32,20 @@ import anyio
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from batchtts.assembly import Assembly, ShapeOptions, Synthesized
-from batchtts.client import AttemptOutcome, WavesClient
-from batchtts.commit import GroupCommit
+from batchtts.job.shaping.assembly import Assembly, ShapeOptions, Synthesized
+from batchtts.api.client import AttemptOutcome, WavesClient
+from batchtts.audio.commit import GroupCommit
 from batchtts.errors import AttemptError, AuthRejected, ManifestError, RateLimited, StorageError
-from batchtts.ids import new_run_token, request_id_for
-from batchtts.layout import TEMP_NAME, resolve_inside
-from batchtts.limits import Throttle
-from batchtts.lock import job_lock
-from batchtts.manifest import Manifest, open_manifest
-from batchtts.plan import PlannedRow, RowPlanner
-from batchtts.progress import ProgressReporter
-from batchtts.report import SUMMARY_NAME, summary_document, write_summary_json
-from batchtts.request import TtsRequest
-from batchtts.results import (
+from batchtts.api.ids import new_run_token, request_id_for
+from batchtts.storage.names import TEMP_NAME, resolve_inside
+from batchtts.schedule.throttle import Throttle
+from batchtts.job.lock import job_lock
+from batchtts.manifest.readers import Manifest, open_manifest
+from batchtts.manifest.planner import PlannedRow, RowPlanner
+from batchtts.cli.progress import ProgressReporter
+from batchtts.ledger.summary_doc import SUMMARY_NAME, summary_document, write_summary_json
+from batchtts.api.request import TtsRequest
+from batchtts.ledger.results import (
     STATUS_OK,
     STATUS_PENDING,
     VARIANT_KEY,
@@ -55,10 +55,10 @@ from batchtts.results import (
     utc_now_iso,
     write_journal_results,
 )
-from batchtts.resume import EarlierRuns, GroupCheck, file_stamp, row_fingerprint
-from batchtts.retry import RetryPolicy, retrying
-from batchtts.sink import AudioSink, SinkResult, remove_stale_temp_files
-from batchtts.startgate import StartGate
+from batchtts.ledger.resume import EarlierRuns, GroupCheck, file_stamp, row_fingerprint
+from batchtts.schedule.retry import RetryPolicy, retrying
+from batchtts.audio.sink import AudioSink, SinkResult, remove_stale_temp_files
+from batchtts.schedule.startgate import StartGate
 from batchtts.units import Deadline, Rate
 
 log = logging.getLogger("batchtts")
@@ -88,12 +88,12 @@ class JobSpec:
     adaptive: bool = True
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     grace_seconds: float = 10.0
-    #: Long texts, chapters, voice fan-out, folders, dataset index (batchtts.assembly).
+    #: Long texts, chapters, voice fan-out, folders, dataset index (batchtts.job.shaping.assembly).
     shape: ShapeOptions = field(default_factory=ShapeOptions)
     #: Resume: redo every row (``--force``); try earlier failures again (``--no-retry-failed`` keeps them).
     force: bool = False
     retry_failed: bool = True
-    #: Limits for schedulers (:mod:`batchtts.startgate`); None = no limit.
+    #: Limits for schedulers (:mod:`batchtts.schedule.startgate`); None = no limit.
     deadline: Deadline | None = None
     max_characters: int | None = None
     limit: int | None = None
@@ -142,7 +142,7 @@ class _Attempted:
 
     request_id: str | None = None
     outcome: AttemptOutcome | None = None
-    #: The stream's file, finished but not committed yet (batchtts.commit).
+    #: The stream's file, finished but not committed yet (batchtts.audio.commit).
     finished: AudioSink | None = None
     attempts: int = 0
     error: AttemptError | None = None
@@ -265,7 +265,7 @@ class Runner:
         if self.spec.shape.metadata is None or self._journal is None:
             return
         from batchtts.errors import ManifestError
-        from batchtts.metadata import write_metadata
+        from batchtts.job.shaping.metadata import write_metadata
 
         try:
             path, count = write_metadata(
@@ -429,12 +429,12 @@ class Runner:
             self._made_dirs.add(final.parent)
         return final
 
-    # --- what the assembly (batchtts.assembly) uses ------------------------------
+    # --- what the assembly (batchtts.job.shaping.assembly) uses ------------------------------
 
     async def synthesize_file(self, request: TtsRequest, key: str, path: Path, file_format: str) -> Synthesized:
         """One file (a part, a fan-out row) through the same throttle and retry loop as a row.
 
-        ``key`` names the request ids (:func:`batchtts.fanout.request_key`).
+        ``key`` names the request ids (:func:`batchtts.job.shaping.fanout.request_key`).
         Never raises an AttemptError: the error comes back in the result. Waits
         for the file to be committed (a part is joined next), out of the stream slot.
         """
@@ -535,7 +535,7 @@ class Runner:
         if outcome is not None:
             self.summary.ttfb_ms_sum += outcome.ttfb_ms or 0.0
             self.summary.total_ms_sum += outcome.total_ms
-        result.extra["fingerprint"] = self._fingerprint(request)  # for reruns (batchtts.resume)
+        result.extra["fingerprint"] = self._fingerprint(request)  # for reruns (batchtts.ledger.resume)
         if ok:
             result.extra.update(file_stamp(final) or {})
         self._append(result)

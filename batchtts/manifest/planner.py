@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from batchtts.idtable import FirstRowTable
-from batchtts.manifest import Row
-from batchtts.request import DEFAULT_VOICE, OVERRIDABLE_FIELDS, InvalidRequest, TtsRequest, coerce_field, parse_request
+from batchtts.manifest.idtable import FirstRowTable
+from batchtts.manifest.readers import Row
+from batchtts.api.request import DEFAULT_VOICE, OVERRIDABLE_FIELDS, InvalidRequest, TtsRequest, coerce_field, parse_request
 
 #: ``PlannedRow.kind`` for a repeated id (other kinds are the offending field's name).
 DUPLICATE_ID = "duplicate id"
@@ -42,7 +42,7 @@ class RowPlanner:
     Ids are claimed by their first row, good or bad: a later row with the same
     id is bad ("duplicate id"), because ids name the output files and the
     results rows. Ids are remembered as 64-bit digests in a compact table
-    (:mod:`batchtts.idtable`, ~14 MiB per million ids). Set
+    (:mod:`batchtts.manifest.idtable`, ~14 MiB per million ids). Set
     ``track_duplicates=False`` when ids are row numbers (they cannot repeat),
     to skip the bookkeeping.
     """

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from batchtts.progress import format_duration
-from batchtts.runner import JobSummary
+from batchtts.cli.progress import format_duration
+from batchtts.job.runner import JobSummary
 
 #: What to do after each kind of stop (the stop's own message says why).
 _NEXT_STEP = {

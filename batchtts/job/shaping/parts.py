@@ -23,8 +23,8 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
-from batchtts.layout import atomic_file
-from batchtts.request import TtsRequest
+from batchtts.storage.names import atomic_file
+from batchtts.api.request import TtsRequest
 
 #: Where parts live, relative to the output folder.
 PARTS_DIR = PurePosixPath(".batchtts/parts")

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from batchtts import __version__
-from batchtts.layout import atomic_file
+from batchtts.storage.names import atomic_file
 
 if TYPE_CHECKING:
-    from batchtts.runner import JobSpec, JobSummary
+    from batchtts.job.runner import JobSpec, JobSummary
 
 SUMMARY_NAME = "summary.json"
 

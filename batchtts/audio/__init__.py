@@ -1,0 +1,1 @@
+"""Audio out: the streaming sink and its codecs, the group commit, joins."""

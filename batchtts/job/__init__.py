@@ -1,0 +1,1 @@
+"""One job: the spec, the runner, a row's attempts, the recorder, the folder lock."""

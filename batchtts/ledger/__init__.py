@@ -1,0 +1,1 @@
+"""What happened to each row: the journal, the resume index, the results manifest, summary.json."""
