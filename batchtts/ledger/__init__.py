@@ -1,1 +1,42 @@
-"""What happened to each row: the journal, the resume index, the results manifest, summary.json."""
+"""What happened to each row: the journal, the resume index, the results manifest, summary.json.
+
+The job layer imports from here only; the modules behind are free to move.
+"""
+
+from batchtts.ledger.results import (
+    OPTIONAL_COLUMNS,
+    STATUS_FAILED,
+    STATUS_OK,
+    STATUS_PENDING,
+    VARIANT_KEY,
+    Journal,
+    RowResult,
+    final_entries,
+    results_format,
+    utc_now_iso,
+    write_journal_results,
+)
+from batchtts.ledger.resume import EarlierRuns, GroupCheck, file_stamp, group_fingerprint, row_fingerprint
+from batchtts.ledger.summary_doc import SUMMARY_NAME, summary_document, write_summary_json
+
+__all__ = [
+    "OPTIONAL_COLUMNS",
+    "STATUS_FAILED",
+    "STATUS_OK",
+    "STATUS_PENDING",
+    "SUMMARY_NAME",
+    "VARIANT_KEY",
+    "EarlierRuns",
+    "GroupCheck",
+    "Journal",
+    "RowResult",
+    "file_stamp",
+    "final_entries",
+    "group_fingerprint",
+    "results_format",
+    "row_fingerprint",
+    "summary_document",
+    "utc_now_iso",
+    "write_journal_results",
+    "write_summary_json",
+]
