@@ -1,3 +1,84 @@
-"""batchtts: batch text-to-speech jobs for the Smallest AI Waves streaming API."""
+"""batchtts: batch text-to-speech jobs for the Smallest AI Waves streaming API.
+
+The public Python API (docs/python-api.md); everything else is internal::
+
+    from batchtts import JobSpec, run_job
+
+    summary = run_job(JobSpec(manifest="lines.csv", out_dir="out"), local=True)
+
+Names are imported on first use, so ``batchtts --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+#: Public name -> the module that defines it.
+_PUBLIC = {
+    "Job": "batchtts.job.launch",
+    "run_job": "batchtts.job.launch",
+    "JobSpec": "batchtts.job.spec",
+    "ShapeOptions": "batchtts.job.shaping.options",
+    "ProgressReporter": "batchtts.job.progress",
+    "JobSummary": "batchtts.ledger.summary",
+    "RetryPolicy": "batchtts.schedule.retry",
+    "Rate": "batchtts.units",
+    "Deadline": "batchtts.units",
+    "parse_rate": "batchtts.units",
+    "parse_deadline": "batchtts.units",
+    "RowStatus": "batchtts.outcomes",
+    "StopReason": "batchtts.outcomes",
+    "ExitStatus": "batchtts.outcomes",
+    "BatchTTSError": "batchtts.errors",
+    "UsageError": "batchtts.errors",
+    "ManifestError": "batchtts.errors",
+}
+
+if TYPE_CHECKING:
+    from batchtts.errors import BatchTTSError, ManifestError, UsageError
+    from batchtts.job.launch import Job, run_job
+    from batchtts.job.progress import ProgressReporter
+    from batchtts.job.shaping.options import ShapeOptions
+    from batchtts.job.spec import JobSpec
+    from batchtts.ledger.summary import JobSummary
+    from batchtts.outcomes import ExitStatus, RowStatus, StopReason
+    from batchtts.schedule.retry import RetryPolicy
+    from batchtts.units import Deadline, Rate, parse_deadline, parse_rate
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'batchtts' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_PUBLIC])
+
+
+__all__ = [
+    "BatchTTSError",
+    "Deadline",
+    "ExitStatus",
+    "Job",
+    "JobSpec",
+    "JobSummary",
+    "ManifestError",
+    "ProgressReporter",
+    "Rate",
+    "RetryPolicy",
+    "RowStatus",
+    "ShapeOptions",
+    "StopReason",
+    "UsageError",
+    "__version__",
+    "parse_deadline",
+    "parse_rate",
+    "run_job",
+]

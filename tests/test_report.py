@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from batchtts.cli import main
 from batchtts.cli.logs import JsonProgress, configure
-from batchtts.ledger.summary_doc import EXIT_MEANINGS
+from batchtts.outcomes import EXIT_MEANINGS
 from tests.nightly_support import summary
 from tests.runner_support import FAST_BACKOFF, TEST_KEY, run_job, write_csv
 

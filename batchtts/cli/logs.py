@@ -18,7 +18,8 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from batchtts.cli.progress import PlainProgress, ProgressReporter, make_progress
+from batchtts.cli.progress import PlainProgress, make_progress
+from batchtts.job.progress import ProgressReporter
 from batchtts.ledger.results import utc_now_iso
 
 LOG_FORMATS: tuple[str, ...] = ("text", "json")

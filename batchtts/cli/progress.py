@@ -9,21 +9,13 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
 from typing import TextIO
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
+from batchtts.job.progress import ProgressReporter
 from batchtts.schedule.throttle import ThrottleState
-
-
-@dataclass(slots=True)
-class Counts:
-    done: int = 0
-    ok: int = 0
-    failed: int = 0
-    skipped: int = 0
 
 
 def _describe_limits(state: ThrottleState | None) -> str:
@@ -31,50 +23,6 @@ def _describe_limits(state: ThrottleState | None) -> str:
         return ""
     pace = f"{state.rate_per_second:.1f}/s" if state.rate_per_second else "unpaced"
     return f"in flight {state.in_flight}/{state.concurrency}, pace {pace}"
-
-
-class ProgressReporter:
-    """Base: counts rows; subclasses decide how (and whether) to show them."""
-
-    def __init__(self, total: int | None) -> None:
-        self.total = total
-        self.counts = Counts()
-        self.started = time.monotonic()
-        self.limits: ThrottleState | None = None
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-    def row_finished(self, status: str) -> None:
-        counts = self.counts
-        counts.done += 1
-        if status == "ok":
-            counts.ok += 1
-        elif status == "skipped":
-            counts.skipped += 1
-        else:
-            counts.failed += 1
-        self._changed()
-
-    def limits_changed(self, state: ThrottleState) -> None:
-        self.limits = state
-
-    def total_known(self, total: int) -> None:
-        """The row count arrived (a CSV or JSONL is counted beside the job)."""
-        self.total = total
-
-    def _changed(self) -> None: ...
-
-    def rows_per_second(self) -> float:
-        elapsed = time.monotonic() - self.started
-        return self.counts.done / elapsed if elapsed > 0 else 0.0
-
-    def eta_seconds(self) -> float | None:
-        rate = self.rows_per_second()
-        if self.total is None or rate <= 0:
-            return None
-        return max(0.0, (self.total - self.counts.done) / rate)
 
 
 class PlainProgress(ProgressReporter):

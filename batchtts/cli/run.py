@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +14,7 @@ from batchtts.cli.options import manifest_options, request_default_options, requ
 from batchtts.cli.shape_options import shape_from, shape_options
 from batchtts.cli.jobfile import job_file_option
 
-DEFAULT_BASE_URL = "https://api.smallest.ai"
-KEY_ENV = "SMALLEST_API_KEY"
-LOCAL_KEY = "local-server-key"
+from batchtts.api.endpoint import DEFAULT_BASE_URL, KEY_ENV
 
 
 def _rate(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
@@ -59,28 +55,6 @@ def _read_key(api_key_file: Path | None) -> str:
             "or use --local to run against the bundled local server"
         )
     return key
-
-
-@contextlib.contextmanager
-def _endpoint(
-    local: bool, engine: str, base_url: str, api_key_file: Path | None, say: Any
-) -> Iterator[tuple[str, str]]:
-    """Yield (base_url, key): the real API's, or a local server's started in-process."""
-    if not local:
-        yield base_url, _read_key(api_key_file)
-        return
-    from batchtts.server.config import ServerConfig
-    from batchtts.server.running import LocalServer
-
-    with LocalServer(ServerConfig(engine=engine)) as server:
-        say(
-            "local_server",
-            f"using the bundled local server at {server.base_url} "
-            f"(engine: {server.engine_name}); the audio is local, not from the Waves API",
-            url=server.base_url,
-            engine=server.engine_name,
-        )
-        yield server.base_url, LOCAL_KEY
 
 
 def _count_in_background(manifest: Any, progress: Any, per_row: int = 1) -> None:
@@ -190,15 +164,15 @@ def run(
       batchtts run lines.csv --out out/ --local        # no key, bundled local server
       batchtts run --job jobs/nightly-dataset.toml --deadline 5h
     """
-    from batchtts.manifest.arrowpool import use_system_allocator
-    from batchtts.api.client import ApiKey, WavesClient
-    from batchtts.errors import ManifestError
     from batchtts.cli.logs import configure
-    from batchtts.cli.progress import make_progress
-    from batchtts.ledger.summary_doc import summary_document
-    from batchtts.schedule.retry import RetryPolicy
-    from batchtts.job.runner import EXIT_USAGE, JobSpec, Runner
     from batchtts.cli.summary import print_summary
+    from batchtts.errors import ManifestError, UsageError
+    from batchtts.job.launch import Job, redactor
+    from batchtts.job.spec import JobSpec
+    from batchtts.ledger import summary_document
+    from batchtts.manifest.arrowpool import use_system_allocator
+    from batchtts.outcomes import ExitStatus
+    from batchtts.schedule.retry import RetryPolicy
 
     use_system_allocator()
     cli_log = configure(log_format, verbose=verbose, quiet=quiet)
@@ -226,62 +200,32 @@ def run(
         deadline=deadline,
         max_characters=max_characters,
         limit=limit,
+        base_url=base_url,
+        idle_timeout=timeout,
+        connect_timeout=connect_timeout,
     )
-    import anyio
-
-    from batchtts.errors import UsageError
-    from batchtts.ledger.results import results_format
-
-    try:
-        results_format(spec.results)
+    try:  # before any server starts or key is read: a bad manifest is the first thing said
+        job = Job(spec)
     except UsageError as exc:
         raise click.UsageError(str(exc)) from None
-    from batchtts.manifest.readers import open_manifest
-
-    try:  # before any server starts or key is read: a bad manifest is the first thing said
-        manifest_file = open_manifest(spec.manifest, text_column=spec.text_column, id_column=spec.id_column)
     except ManifestError as exc:
         cli_log.error(str(exc))
-        sys.exit(EXIT_USAGE)
-    with _endpoint(local, engine, base_url, api_key_file, cli_log.say) as (url, key):
-        secret = ApiKey(key)
-        client = WavesClient(url, secret, idle_timeout=timeout, connect_timeout=connect_timeout,
-                             max_connections=concurrency)
-
-        def redact(text: str) -> str:
-            return text.replace(key, "********") if key else text
-
-        cli_log.set_redact(redact)
-        progress_placeholder = make_progress("off", None)
-        runner = Runner(spec, client, progress_placeholder, redact=redact)
-        try:
-            opened = runner.open_manifest(manifest_file)
-        except ManifestError as exc:
-            cli_log.error(str(exc))
-            sys.exit(EXIT_USAGE)
-        mode = "off" if (no_progress or quiet) else progress_mode
-        per_row = len(shape.voices) or 1  # --voices: one result per (row, voice)
-        total = opened.count_rows()
-        runner.progress = cli_log.progress(mode, total * per_row if total is not None else None)
-        if mode != "off" and total is None:
-            _count_in_background(opened, runner.progress, per_row)
-
-        async def main() -> Any:
-            try:
-                runner.progress.start()
-                return await runner.run(opened)
-            finally:
-                runner.progress.stop()
-                await client.aclose()
-
-        try:
-            summary = anyio.run(main)
-        except (ManifestError, UsageError) as exc:  # UsageError: the folder is locked by another run
-            cli_log.error(str(exc))
-            sys.exit(EXIT_USAGE)
-    if not quiet or summary.exit_code not in (0, 1):
+        sys.exit(ExitStatus.USAGE)
+    key = None if local else _read_key(api_key_file)
+    if key is not None:
+        cli_log.set_redact(redactor(key))
+    mode = "off" if (no_progress or quiet) else progress_mode
+    progress = cli_log.progress(mode, job.total_results)
+    if mode != "off" and job.total_results is None:
+        _count_in_background(job.manifest, progress, shape.results_per_row)
+    try:
+        summary = job.run(api_key=key, local=local, engine=engine, progress=progress, announce=cli_log.say)
+    except (ManifestError, UsageError) as exc:  # UsageError: the folder is locked by another run
+        cli_log.error(str(exc))
+        sys.exit(ExitStatus.USAGE)
+    if not quiet or summary.exit_code not in (ExitStatus.OK, ExitStatus.ROWS_FAILED):
         if cli_log.json:
-            document = summary_document(summary, spec)
+            document = summary_document(summary, manifest=spec.manifest, out_dir=spec.out_dir)
             cli_log.say("summary", f"{summary.rows} rows: {summary.ok} ok, {summary.failed} failed", **document)
         else:
             print_summary(summary, out_dir, local=local)

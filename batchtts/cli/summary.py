@@ -7,19 +7,7 @@ from pathlib import Path
 import click
 
 from batchtts.cli.progress import format_duration
-from batchtts.job.runner import JobSummary
-
-#: What to do after each kind of stop (the stop's own message says why).
-_NEXT_STEP = {
-    "auth": "the API rejected the key: check SMALLEST_API_KEY or --api-key-file, then rerun",
-    "interrupted": "rerun the same command to finish the remaining rows",
-    "deadline": "rerun the same command to do the pending rows (a --deadline given as a date and time must be moved later)",
-    "budget": "rerun with a new --max-characters budget to do the pending rows",
-    "limit": "rerun the same command to do the pending rows",
-    "manifest": "fix the manifest, then rerun: the rows already done are kept",
-    "storage": "free space (or make the folder writable), then rerun to do the pending rows",
-}
-
+from batchtts.ledger import JobSummary
 
 def print_summary(summary: JobSummary, out_dir: Path, *, local: bool = False) -> None:
     wall = summary.wall_seconds
@@ -41,11 +29,10 @@ def print_summary(summary: JobSummary, out_dir: Path, *, local: bool = False) ->
         lines.append(f"batchtts:   failed {row_id!r}: {reason}")
     if summary.failed > len(summary.failure_examples):
         lines.append(f"batchtts:   ... and {summary.failed - len(summary.failure_examples)} more failed rows")
-    if summary.stopped:
+    if summary.stop is not None:
         # Why (the run's own words, e.g. which deadline), then what to do about it.
-        advice = _NEXT_STEP.get(summary.stopped, summary.stopped)
-        lines.append(f"batchtts: stopped: {summary.stop_message or summary.stopped}")
-        lines.append(f"batchtts: next: {advice}")
+        lines.append(f"batchtts: stopped: {summary.stop.message or summary.stop.reason}")
+        lines.append(f"batchtts: next: {summary.stop.reason.next_step}")
     lines.append(f"batchtts: audio in {out_dir}/, results in {summary.results_path}, summary in {out_dir}/summary.json")
     for line in lines:
         click.echo(line, err=True)

@@ -17,7 +17,7 @@ from batchtts.ledger.results import (
     write_journal_results,
 )
 from batchtts.ledger.resume import EarlierRuns, GroupCheck, file_stamp, group_fingerprint, row_fingerprint
-from batchtts.ledger.summary_doc import SUMMARY_NAME, summary_document, write_summary_json
+from batchtts.ledger.summary import SUMMARY_NAME, JobSummary, summary_document, write_summary_json
 
 __all__ = [
     "OPTIONAL_COLUMNS",
@@ -28,6 +28,7 @@ __all__ = [
     "VARIANT_KEY",
     "EarlierRuns",
     "GroupCheck",
+    "JobSummary",
     "Journal",
     "RowResult",
     "file_stamp",

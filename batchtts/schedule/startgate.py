@@ -13,12 +13,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from batchtts.outcomes import StopReason
 from batchtts.units import Deadline
 
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    reason: str  # "deadline", "budget" or "limit": the stop reason in summary.json
+    reason: StopReason  # DEADLINE, BUDGET or LIMIT: the stop reason in summary.json
     message: str  # for people: which limit, and its value
 
 
@@ -44,12 +45,12 @@ class StartGate:
     def admit(self, characters: int) -> Refusal | None:
         """Count a row of ``characters`` as started, or say which limit refuses it."""
         if self._deadline is not None and self._clock() >= self._deadline:
-            return Refusal("deadline", f"the deadline (--deadline {self._deadline_text}) passed")
+            return Refusal(StopReason.DEADLINE, f"the deadline (--deadline {self._deadline_text}) passed")
         if self.limit is not None and self.rows_started >= self.limit:
-            return Refusal("limit", f"{self.limit} row(s) started (--limit {self.limit})")
+            return Refusal(StopReason.LIMIT, f"{self.limit} row(s) started (--limit {self.limit})")
         if self.max_characters is not None and self.characters_started + characters > self.max_characters:
             return Refusal(
-                "budget",
+                StopReason.BUDGET,
                 f"the next row ({characters} characters) would exceed the character budget "
                 f"(--max-characters {self.max_characters}; {self.characters_started} started)",
             )

@@ -1,0 +1,164 @@
+"""One file's attempts: throttle -> retry -> client -> sink -> commit, the same for every request.
+
+A plain row, a part of a split text and a (row, voice) of a fan-out all make
+their file here, so every request of a job goes through one stream cap, one
+pacing, one 429 back-off and one retry policy. An attempt writes into a temp
+file (:class:`~batchtts.audio.AudioSink`); the file of the attempt that
+succeeds is made durable and renamed in a group (:class:`~batchtts.audio.GroupCommit`),
+out of the stream slot. Never raises an :class:`~batchtts.errors.AttemptError`:
+the last error comes back in :class:`Synthesized`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from batchtts.api.client import AttemptOutcome, WavesClient
+from batchtts.api.ids import new_run_token, request_id_for
+from batchtts.api.request import TtsRequest
+from batchtts.audio import AudioSink, GroupCommit, SinkResult
+from batchtts.errors import AttemptError, AuthRejected, RateLimited
+from batchtts.job.progress import ProgressReporter
+from batchtts.job.recorder import Recorder
+from batchtts.job.stopping import StopControl
+from batchtts.ledger import utc_now_iso
+from batchtts.outcomes import Stop, StopReason
+from batchtts.schedule.retry import RetryPolicy, retrying
+from batchtts.schedule.throttle import Throttle
+
+
+@dataclass(slots=True)
+class Synthesized:
+    """One file through the throttle and the retry loop: what its last attempt left."""
+
+    request_id: str | None = None
+    attempts: int = 0
+    outcome: AttemptOutcome | None = None
+    #: The committed file (None until committed, or when the file failed).
+    sink: SinkResult | None = None
+    error: AttemptError | None = None
+    #: When the last attempt ended (ISO, UTC): the row's own timing, not when its file landed.
+    finished_at: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.sink is not None
+
+
+class Attempts:
+    """Makes files from requests for one job; shared by all its workers."""
+
+    def __init__(
+        self,
+        *,
+        client: WavesClient,
+        throttle: Throttle,
+        retry: RetryPolicy,
+        commits: GroupCommit,
+        recorder: Recorder,
+        stops: StopControl,
+        progress: ProgressReporter,
+        redact: Callable[[str], str],
+    ) -> None:
+        self._client = client
+        self._throttle = throttle
+        self._retry = retry
+        self._commits = commits
+        self._recorder = recorder
+        self._stops = stops
+        self._progress = progress
+        self._redact = redact
+        self._run_token = new_run_token()
+
+    async def make_file(self, request: TtsRequest, key: str, path: Path, file_format: str) -> Synthesized:
+        """The file at ``path``, committed (a part is joined next): waits for its group commit."""
+        done, finished = await self._stream(request, key, path, file_format)
+        if finished is None:
+            return done
+        try:
+            done.sink = await self._commits.commit(finished)
+        except OSError as exc:
+            done.error = self._stops.storage_failed(exc)
+        return done
+
+    async def submit_file(
+        self,
+        request: TtsRequest,
+        key: str,
+        path: Path,
+        file_format: str,
+        landed: Callable[[Synthesized], None],
+    ) -> None:
+        """Stream the file, queue it for the group commit and go on: ``landed`` is called once it is
+        committed (or failed), so the worker takes its next row while the file is made durable."""
+        done, finished = await self._stream(request, key, path, file_format)
+        if finished is None:
+            landed(done)
+            return
+
+        def committed(sink: SinkResult | None, error: OSError | None) -> None:
+            done.sink = sink
+            if error is not None:
+                done.error = self._stops.storage_failed(error)
+            landed(done)
+
+        self._commits.submit(finished, committed)
+
+    async def _stream(
+        self, request: TtsRequest, key: str, path: Path, file_format: str
+    ) -> tuple[Synthesized, AudioSink | None]:
+        """The retry loop: the finished, uncommitted file of the attempt that succeeded, or the last error.
+
+        ``key`` names the request ids (:func:`batchtts.job.shaping.fanout.request_key`).
+        """
+        done = Synthesized()
+        finished: AudioSink | None = None
+        try:
+            async for attempt in retrying(self._retry):
+                with attempt:
+                    finished = await self._attempt(request, key, path, file_format, done)
+        except AuthRejected as exc:
+            done.error = exc
+            self._stops.stop_now(Stop.because(StopReason.AUTH, self._redact(exc.message)))
+        except AttemptError as exc:
+            done.error = exc
+        except BaseException:
+            if finished is not None:  # cancelled on the way out of the loop: nobody would commit it
+                finished.abort()
+            raise
+        done.finished_at = utc_now_iso()
+        self._recorder.count_attempts(done.attempts, len(request.text))
+        return done, finished
+
+    async def _attempt(
+        self, request: TtsRequest, key: str, path: Path, file_format: str, done: Synthesized
+    ) -> AudioSink:
+        """One request in a stream slot; returns the finished, uncommitted file."""
+        done.attempts += 1
+        done.request_id = request_id_for(key, self._run_token, done.attempts)
+        done.outcome = None
+        throttle = self._throttle
+        async with throttle.slot() as start:
+            self._progress.limits_changed(throttle.state)
+            sink = AudioSink(
+                path, output_format=request.output_format, sample_rate=request.sample_rate, file_format=file_format
+            )
+            try:
+                done.outcome = await self._client.synthesize(
+                    request.with_request_id(done.request_id), sink, start=start if throttle.counts_sends else None
+                )
+                sink.finish()
+            except RateLimited as exc:
+                sink.abort()
+                throttle.on_rate_limited(start.granted_at, exc.retry_after)
+                raise
+            except OSError as exc:  # the audio came, the disk refused it (full?): retrying would not help
+                sink.abort()
+                raise self._stops.storage_failed(exc) from exc
+            except BaseException:
+                sink.abort()
+                raise
+            throttle.on_success()
+            return sink

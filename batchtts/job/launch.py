@@ -1,0 +1,149 @@
+"""The library entry point: a :class:`Job` from a :class:`JobSpec`, run against the API or the local server.
+
+The command line is a thin layer over this (it parses options into a spec
+and maps the summary to an exit code); a notebook or an Airflow
+``PythonOperator`` calls it directly::
+
+    from batchtts import JobSpec, run_job
+
+    summary = run_job(JobSpec(manifest="lines.csv", out_dir="out"), local=True)
+    assert summary.failed == 0
+
+Errors a person can fix raise :class:`~batchtts.errors.UsageError` (bad
+results path, no key, a folder in use) or :class:`~batchtts.errors.ManifestError`
+(an unreadable manifest, a missing column) before any request is sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from batchtts.api.endpoint import KEY_ENV, LOCAL_KEY
+from batchtts.errors import UsageError
+from batchtts.job.progress import ProgressReporter
+from batchtts.job.spec import JobSpec
+from batchtts.ledger import JobSummary, results_format
+from batchtts.manifest.readers import Manifest, open_manifest
+
+
+#: Told when the local server is up: (event name, message, fields).
+Announce = Callable[..., None]
+
+
+class Job:
+    """A job whose outputs and manifest were checked; nothing has been sent yet.
+
+    ``Job(spec)`` reads the manifest's schema and checks the columns the
+    options name, so a bad manifest is reported before any key is read or
+    server started. :meth:`run` (or :meth:`run_async` inside an event loop)
+    does the work and returns the :class:`JobSummary`.
+    """
+
+    def __init__(self, spec: JobSpec, *, manifest: Manifest | None = None) -> None:
+        self.spec = spec
+        results_format(spec.results)
+        self.manifest = manifest or open_manifest(spec.manifest, text_column=spec.text_column,
+                                                  id_column=spec.id_column)  # fmt: skip
+        spec.shape.check_columns(self.manifest)
+
+    @property
+    def total_results(self) -> int | None:
+        """Results rows the job will make, when the manifest records its row count (Parquet)."""
+        rows = self.manifest.count_rows()
+        return None if rows is None else rows * self.spec.shape.results_per_row
+
+    def run(
+        self,
+        *,
+        api_key: str | None = None,
+        local: bool = False,
+        engine: str = "auto",
+        progress: ProgressReporter | None = None,
+        announce: Announce | None = None,
+    ) -> JobSummary:
+        """Run the job to its end (however it ends) and return its summary; see :meth:`run_async`."""
+        import anyio
+
+        async def main() -> JobSummary:
+            return await self.run_async(
+                api_key=api_key, local=local, engine=engine, progress=progress, announce=announce
+            )
+
+        return anyio.run(main)
+
+    async def run_async(
+        self,
+        *,
+        api_key: str | None = None,
+        local: bool = False,
+        engine: str = "auto",
+        progress: ProgressReporter | None = None,
+        announce: Announce | None = None,
+    ) -> JobSummary:
+        """Run against ``spec.base_url`` with ``api_key`` (default: env ``SMALLEST_API_KEY``),
+        or against the bundled local server, started for the job, with ``local=True``."""
+        from batchtts.api.client import ApiKey, WavesClient
+        from batchtts.job.runner import Runner
+
+        key = None if local else resolve_key(api_key)
+        progress = progress or ProgressReporter(self.total_results)
+        async with _endpoint(self.spec.base_url, key, local, engine, announce) as (url, secret):
+            client = WavesClient(url, ApiKey(secret), idle_timeout=self.spec.idle_timeout,
+                                 connect_timeout=self.spec.connect_timeout,
+                                 max_connections=self.spec.concurrency)  # fmt: skip
+            runner = Runner(self.spec, self.manifest, client, progress, redact=redactor(secret))
+            try:
+                progress.start()
+                return await runner.run()
+            finally:
+                progress.stop()
+                await client.aclose()
+
+
+def run_job(spec: JobSpec, **run_options: Any) -> JobSummary:
+    """``Job(spec).run(**run_options)``: check, run, and return the summary."""
+    return Job(spec).run(**run_options)
+
+
+def resolve_key(api_key: str | None) -> str:
+    """The key given, else the environment's; a UsageError when there is none."""
+    key = (api_key if api_key is not None else os.environ.get(KEY_ENV, "")).strip()
+    if not key:
+        raise UsageError(f"no API key: pass api_key=..., set {KEY_ENV}=<your key>, or use local=True")
+    return key
+
+
+def redactor(secret: str) -> Callable[[str], str]:
+    """A function that masks ``secret`` in any text (a log line, an error message)."""
+
+    def redact(text: str) -> str:
+        return text.replace(secret, "********") if secret else text
+
+    return redact
+
+
+@contextlib.asynccontextmanager
+async def _endpoint(
+    base_url: str, key: str | None, local: bool, engine: str, announce: Announce | None
+) -> AsyncIterator[tuple[str, str]]:
+    """Yield (base_url, key): the API's, or a local server's started in a thread for the job."""
+    if not local:
+        assert key is not None
+        yield base_url, key
+        return
+    from batchtts.server.config import ServerConfig
+    from batchtts.server.running import LocalServer
+
+    with LocalServer(ServerConfig(engine=engine)) as server:
+        if announce is not None:
+            announce(
+                "local_server",
+                f"using the bundled local server at {server.base_url} "
+                f"(engine: {server.engine_name}); the audio is local, not from the Waves API",
+                url=server.base_url,
+                engine=server.engine_name,
+            )
+        yield server.base_url, LOCAL_KEY

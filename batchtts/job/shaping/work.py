@@ -1,0 +1,144 @@
+"""A work item on its way to a result: its parts (one per request), then one :class:`RowResult`.
+
+Every made item's result is built by :func:`made_result`, whether its file is
+its own (a plain row, a fan-out voice), joined from its parts (a split text) or
+a span of its group's file (a chapter).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from batchtts.api.request import TtsRequest
+from batchtts.job.attempts import Synthesized
+from batchtts.job.items import WorkItem
+from batchtts.ledger import VARIANT_KEY, RowResult, file_stamp, utc_now_iso
+from batchtts.outcomes import RowStatus
+
+
+@dataclass(slots=True)
+class Part:
+    """One request's audio: fresh from the server, or found in the part store."""
+
+    fingerprint: str | None  # None for an item written straight to its file
+    request_id: str | None = None
+    server_request_id: str | None = None
+    attempts: int = 0
+    http_status: int | None = None
+    ttfb_ms: float | None = None
+    total_ms: float | None = None
+    audio_bytes: int | None = None
+    error: str | None = None
+    cached: bool = False
+    finished_at: str | None = None
+
+    @classmethod
+    def of(cls, done: Synthesized, fingerprint: str | None, redact: Callable[[str], str]) -> Part:
+        outcome, error = done.outcome, done.error
+        return cls(
+            fingerprint,
+            request_id=done.request_id,
+            server_request_id=outcome.server_request_id if outcome else (error.server_request_id if error else None),
+            attempts=done.attempts,
+            http_status=outcome.http_status if outcome else (error.http_status if error else None),
+            ttfb_ms=outcome.ttfb_ms if outcome else None,
+            total_ms=outcome.total_ms if outcome else None,
+            audio_bytes=done.sink.audio_bytes if done.sink else None,
+            error=None if done.ok else redact(error.message if error else "cancelled"),
+            finished_at=done.finished_at,
+        )
+
+
+@dataclass(slots=True)
+class RowWork:
+    """An item whose parts are done (or failed), waiting to be recorded."""
+
+    item: WorkItem
+    request: TtsRequest
+    parts: list[Part]
+    started_at: str
+    #: Wall time from the item's start to its last part (split texts and chapters).
+    wall_ms: float | None
+    order_value: Any = None
+    title: str | None = None
+
+    @property
+    def error(self) -> str | None:
+        return next((part.error for part in self.parts if part.error), None)
+
+    @property
+    def fingerprints(self) -> list[str]:
+        return [part.fingerprint for part in self.parts if part.fingerprint is not None]
+
+
+@dataclass(slots=True)
+class Made:
+    """What became of an item's file: where it is (ok), or why there is none."""
+
+    path: Path | None = None
+    error: str | None = None
+    audio_seconds: float | None = None
+    sample_rate: int | None = None
+    group_fingerprint: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.path is not None
+
+
+def result_extra(variant: int | None, parts: list[Part] | None, *, split: bool) -> dict[str, Any]:
+    """The optional columns: ``parts`` and ``part_request_ids`` with ``--max-chars``, the fan-out variant."""
+    extra: dict[str, Any] = {}
+    if split:
+        extra["parts"] = len(parts) if parts is not None else None
+        extra["part_request_ids"] = [part.request_id for part in parts] if parts is not None else None
+    if variant is not None:
+        extra[VARIANT_KEY] = variant
+    return extra
+
+
+def made_result(work: RowWork, made: Made, *, out_dir: Path, fingerprint: str, split: bool) -> RowResult:
+    """The result of a made item, ok or failed, with what a rerun needs to trust it (fingerprint, file stamp)."""
+    row, request, parts = work.item.row, work.request, work.parts
+    ok = made.ok
+    failing = next((part for part in parts if part.error), None)
+    lead = failing or parts[0]
+    answered = [part for part in parts if not part.cached and part.http_status is not None]
+    http_status = failing.http_status if failing else (answered[-1].http_status if answered else None)
+    byte_counts = [part.audio_bytes for part in parts]
+    direct = len(parts) == 1 and parts[0].fingerprint is None
+    result = RowResult(
+        id=row.id,
+        row=row.number,
+        status=RowStatus.OK if ok else RowStatus.FAILED,
+        path=made.path.relative_to(out_dir).as_posix() if ok and made.path is not None else None,
+        request_id=lead.request_id,
+        server_request_id=lead.server_request_id,
+        attempts=sum(part.attempts for part in parts),
+        http_status=http_status,
+        error=None if ok else made.error,
+        ttfb_ms=parts[0].ttfb_ms,
+        # One request: its own time; several: the wall time from the first to the last.
+        total_ms=parts[0].total_ms if direct else work.wall_ms,
+        audio_seconds=made.audio_seconds if ok else None,
+        audio_bytes=sum(b for b in byte_counts if b) if ok and None not in byte_counts else None,
+        sample_rate=made.sample_rate if ok and made.sample_rate else request.sample_rate,
+        output_format=request.output_format,
+        voice_id=request.voice_id,
+        started_at=work.started_at,
+        # When its last attempt ended, for a file of its own; else when it was joined.
+        finished_at=(parts[0].finished_at if direct else None) or utc_now_iso(),
+        reused=False,
+        carried=row.carried,
+        extra=result_extra(work.item.variant, parts, split=split),
+    )
+    # For reruns (batchtts.ledger.resume): what made the file, and the file as written.
+    result.extra["fingerprint"] = fingerprint
+    if ok and made.path is not None:
+        result.extra.update(file_stamp(made.path) or {})
+        if made.group_fingerprint is not None:
+            result.extra["group_fingerprint"] = made.group_fingerprint
+    return result

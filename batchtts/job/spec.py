@@ -1,0 +1,62 @@
+"""What a job is asked to do, whatever it was read from (options, a job file, Python)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from batchtts.api.endpoint import DEFAULT_BASE_URL
+from batchtts.job.shaping.options import ShapeOptions
+from batchtts.schedule.retry import RetryPolicy
+from batchtts.units import Deadline, Rate
+
+
+
+@dataclass(slots=True)
+class JobSpec:
+    """Everything a job needs to know: the manifest, the outputs, the requests' defaults and the limits.
+
+    Only ``manifest`` and ``out_dir`` are required; every default is the
+    command line's. ``defaults`` holds request fields (``voice_id``, ``speed``,
+    ``sample_rate``, ...) that a row's own cells override.
+    """
+
+    manifest: Path
+    out_dir: Path
+    results_path: Path | None = None
+    text_column: str = "text"
+    id_column: str | None = None
+    defaults: dict[str, Any] = field(default_factory=dict)
+    file_format: str = "wav"
+    concurrency: int = 4
+    rate: Rate | None = None
+    adaptive: bool = True
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    grace_seconds: float = 10.0
+    #: Long texts, chapters, voice fan-out, folders, dataset index (batchtts.job.shaping).
+    shape: ShapeOptions = field(default_factory=ShapeOptions)
+    #: Resume: redo every row (``--force``); try earlier failures again (``--no-retry-failed`` keeps them).
+    force: bool = False
+    retry_failed: bool = True
+    #: Limits for schedulers (:mod:`batchtts.schedule.startgate`); None = no limit.
+    deadline: Deadline | None = None
+    max_characters: int | None = None
+    limit: int | None = None
+    #: The API endpoint and the client's timeouts (seconds).
+    base_url: str = DEFAULT_BASE_URL
+    idle_timeout: float = 30.0
+    connect_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        self.manifest, self.out_dir = Path(self.manifest), Path(self.out_dir)
+        if self.results_path is not None:
+            self.results_path = Path(self.results_path)
+
+    @property
+    def results(self) -> Path:
+        return self.results_path or self.out_dir / "results.parquet"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.out_dir / ".batchtts"

@@ -1,0 +1,111 @@
+"""A run's counts, and ``DIR/summary.json``: what a scheduler needs to know, in one small JSON file.
+
+Written at the end of every run that got as far as taking the folder's lock,
+however it ended (done, failed rows, a limit, SIGINT/SIGTERM, a rejected key),
+whole or not at all (temp file + rename), so a wrapper script can read
+``exit_status`` and the counts without parsing logs or the results manifest.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from batchtts import __version__
+from batchtts.outcomes import ExitStatus, Stop, exit_meaning
+from batchtts.storage import atomic_file
+
+SUMMARY_NAME = "summary.json"
+
+
+@dataclass(slots=True)
+class JobSummary:
+    """What one run did; kept by the job's recorder, read by the summary, summary.json and the caller."""
+
+    rows: int = 0
+    ok: int = 0  # ok rows in the results, earlier results that stand included
+    failed: int = 0
+    skipped: int = 0  # rows whose earlier result (ok, or failed with --no-retry-failed) stands: no request
+    reused_ok: int = 0  # the ok ones among them
+    pending: int = 0  # rows not started or not finished (a limit, a signal): the next run does them
+    attempts: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    characters_sent: int = 0  # text characters of every attempt sent
+    audio_seconds: float = 0.0  # audio made by this run
+    audio_seconds_total: float = 0.0  # audio of every ok row in the results
+    ttfb_ms_sum: float = 0.0
+    total_ms_sum: float = 0.0
+    wall_seconds: float = 0.0
+    started_at: str | None = None
+    finished_at: str | None = None
+    #: The run went over the whole manifest (the results describe all of it).
+    complete: bool = False
+    #: Why the run stopped early, if it did.
+    stop: Stop | None = None
+    results_path: Path | None = None
+    exit_code: ExitStatus = ExitStatus.OK
+    #: The first few failures, (id, reason), for the end-of-job summary.
+    failure_examples: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def stopped(self) -> str | None:
+        """The stop reason's value (``"deadline"``), or None when the run was not stopped."""
+        return None if self.stop is None else self.stop.reason.value
+
+    @property
+    def stop_message(self) -> str | None:
+        return None if self.stop is None else self.stop.message
+
+    @property
+    def synthesized(self) -> int:
+        """Ok rows this run made (not kept from earlier runs)."""
+        return self.ok - self.reused_ok
+
+
+def summary_document(summary: JobSummary, *, manifest: Path, out_dir: Path) -> dict[str, Any]:
+    """The content of summary.json (also the ``summary`` event of ``--log-format json``)."""
+    synthesized = summary.synthesized
+    wall = summary.wall_seconds
+    return {
+        "exit_status": int(summary.exit_code),
+        "exit_meaning": exit_meaning(summary.exit_code),
+        "stop_reason": summary.stopped,
+        "stop_message": summary.stop_message,
+        "complete": summary.complete,
+        "rows": summary.rows,
+        "ok": summary.ok,
+        "synthesized": synthesized,
+        "skipped": summary.skipped,
+        "failed": summary.failed,
+        "pending": summary.pending,
+        "attempts": summary.attempts,
+        "retries": summary.retries,
+        "rate_limited": summary.rate_limited,
+        "characters_sent": summary.characters_sent,
+        "audio_seconds": round(summary.audio_seconds, 3),
+        "audio_seconds_total": round(summary.audio_seconds_total, 3),
+        "started_at": summary.started_at,
+        "finished_at": summary.finished_at,
+        "wall_seconds": round(wall, 3),
+        "rows_per_second": round(synthesized / wall, 3) if wall > 0 else None,
+        "ttfb_ms_mean": _mean(summary.ttfb_ms_sum, synthesized),
+        "total_ms_mean": _mean(summary.total_ms_sum, synthesized),
+        "manifest": str(manifest),
+        "out": str(out_dir),
+        "results": str(summary.results_path) if summary.results_path else None,
+        "batchtts_version": __version__,
+    }
+
+
+def _mean(total: float, count: int) -> float | None:
+    return round(total / count, 1) if count else None
+
+
+def write_summary_json(path: Path, document: dict[str, Any]) -> None:
+    """Write ``document`` to ``path`` whole or not at all."""
+    with atomic_file(path) as handle:
+        json.dump(document, handle, indent=2, ensure_ascii=False)
+        handle.write("\n")
