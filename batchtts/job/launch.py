@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from batchtts.api.endpoint import KEY_ENV, LOCAL_KEY
 from batchtts.errors import UsageError
@@ -31,6 +31,16 @@ from batchtts.manifest.readers import Manifest, open_manifest
 
 #: Told when the local server is up: (event name, message, fields).
 Announce = Callable[..., None]
+
+
+class RunOptions(TypedDict, total=False):
+    """Where and how :meth:`Job.run` runs: the API with a key, or the local server; who watches."""
+
+    api_key: str | None
+    local: bool
+    engine: str
+    progress: ProgressReporter | None
+    announce: Announce | None
 
 
 class Job:
@@ -55,22 +65,12 @@ class Job:
         rows = self.manifest.count_rows()
         return None if rows is None else rows * self.spec.shape.results_per_row
 
-    def run(
-        self,
-        *,
-        api_key: str | None = None,
-        local: bool = False,
-        engine: str = "auto",
-        progress: ProgressReporter | None = None,
-        announce: Announce | None = None,
-    ) -> JobSummary:
+    def run(self, **options: Unpack[RunOptions]) -> JobSummary:
         """Run the job to its end (however it ends) and return its summary; see :meth:`run_async`."""
         import anyio
 
         async def main() -> JobSummary:
-            return await self.run_async(
-                api_key=api_key, local=local, engine=engine, progress=progress, announce=announce
-            )
+            return await self.run_async(**options)
 
         return anyio.run(main)
 
@@ -103,9 +103,9 @@ class Job:
                 await client.aclose()
 
 
-def run_job(spec: JobSpec, **run_options: Any) -> JobSummary:
-    """``Job(spec).run(**run_options)``: check, run, and return the summary."""
-    return Job(spec).run(**run_options)
+def run_job(spec: JobSpec, **options: Unpack[RunOptions]) -> JobSummary:
+    """``Job(spec).run(**options)``: check, run, and return the summary."""
+    return Job(spec).run(**options)
 
 
 def resolve_key(api_key: str | None) -> str:

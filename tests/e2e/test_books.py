@@ -31,7 +31,7 @@ from tests.runner_support import (
     run_job,
     write_csv,
 )
-from tests.test_limits import max_in_window
+from tests.schedule.test_throttle import max_in_window
 
 RATE = 8000
 LONG = (

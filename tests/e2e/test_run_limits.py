@@ -7,7 +7,7 @@ import pytest
 from batchtts.server.faults import FaultInjector
 from batchtts.units import Rate
 from tests.runner_support import FAST_BACKOFF, expected_samples, leftover_temp_files, read_int16, run_job, write_csv
-from tests.test_limits import max_in_window
+from tests.schedule.test_throttle import max_in_window
 
 
 def rows(n: int, prefix: str = "Row") -> list[dict[str, str]]:

@@ -350,7 +350,7 @@ def test_chapter_groups_stand_or_are_redone_whole(tmp_path, local_server):
     assert job.exit_code == 0, job.output
     assert starts(server) == 5 + 3
     assert (out / "audio" / "one.wav").stat().st_mtime_ns == one_stamp  # chapter one untouched
-    from tests.test_books import joined
+    from tests.e2e.test_books import joined
 
     texts_two = [r["text"] for r in rows[2:]]
     assert np.array_equal(read_int16(out / "audio" / "two.wav")[0], joined(texts_two, 0))
