@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ demo: install
 
 bench: install
 	$(BIN)/python benchmarks/run.py
+
+docs: install
+	$(BIN)/python -m pip install -q -e '.[docs]' && $(BIN)/mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf $(VENV) demo-out nightly-out audiobook-out .pytest_cache
