@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -10,11 +11,10 @@ from typing import Any
 
 import click
 
+from batchtts.api.endpoint import DEFAULT_BASE_URL, KEY_ENV
+from batchtts.cli.jobfile import job_file_option
 from batchtts.cli.options import manifest_options, request_default_options, request_defaults_from
 from batchtts.cli.shape_options import shape_from, shape_options
-from batchtts.cli.jobfile import job_file_option
-
-from batchtts.api.endpoint import DEFAULT_BASE_URL, KEY_ENV
 
 
 def _rate(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
@@ -62,10 +62,8 @@ def _count_in_background(manifest: Any, progress: Any, per_row: int = 1) -> None
     import threading
 
     def count() -> None:
-        try:
+        with contextlib.suppress(Exception):  # a broken row: the job itself will report it
             progress.total_known(manifest.scan_row_count() * per_row)
-        except Exception:  # a broken row: the job itself will report it
-            pass
 
     threading.Thread(target=count, name="batchtts-count-rows", daemon=True).start()
 

@@ -9,6 +9,7 @@ import click
 from batchtts.cli.progress import format_duration
 from batchtts.ledger import JobSummary
 
+
 def print_summary(summary: JobSummary, out_dir: Path, *, local: bool = False) -> None:
     wall = summary.wall_seconds
     # Rows this run finished: not the pending ones, not the ones kept from earlier runs.

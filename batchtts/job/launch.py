@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import AsyncIterator, Callable
-from typing import Any, TypedDict, Unpack
+from typing import TypedDict, Unpack
 
 from batchtts.api.endpoint import KEY_ENV, LOCAL_KEY
 from batchtts.errors import UsageError
@@ -27,7 +27,6 @@ from batchtts.job.progress import ProgressReporter
 from batchtts.job.spec import JobSpec
 from batchtts.ledger import JobSummary, results_format
 from batchtts.manifest.readers import Manifest, open_manifest
-
 
 #: Told when the local server is up: (event name, message, fields).
 Announce = Callable[..., None]

@@ -16,7 +16,7 @@ from typing import Any
 from batchtts.job.items import ItemKey, WorkItem
 from batchtts.job.progress import ProgressReporter
 from batchtts.job.stopping import StopControl
-from batchtts.ledger import VARIANT_KEY, Journal, JobSummary, RowResult, utc_now_iso
+from batchtts.ledger import VARIANT_KEY, JobSummary, Journal, RowResult, utc_now_iso
 from batchtts.outcomes import RowStatus
 
 log = logging.getLogger("batchtts")

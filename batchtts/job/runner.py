@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable
 
 import anyio
-from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from batchtts.api.client import WavesClient

@@ -12,7 +12,6 @@ from batchtts.schedule.retry import RetryPolicy
 from batchtts.units import Deadline, Rate
 
 
-
 @dataclass(slots=True)
 class JobSpec:
     """Everything a job needs to know: the manifest, the outputs, the requests' defaults and the limits.

@@ -36,7 +36,7 @@ from typing import Any
 import anyio
 
 from batchtts.api.request import TtsRequest
-from batchtts.audio import AudioSink, JoinError, Joined, join_files
+from batchtts.audio import AudioSink, Joined, JoinError, join_files
 from batchtts.job.attempts import Attempts, Synthesized
 from batchtts.job.items import WorkItem
 from batchtts.job.recorder import Recorder
@@ -94,8 +94,9 @@ class Assembly:
 
     def items(self, planned: PlannedRow) -> list[WorkItem]:
         """The items a planned row makes: itself, or one per ``--voices`` voice; each with its problem."""
+        fanned: list[tuple[int | None, str | None, PlannedRow]]
         if self.shape.voices:
-            fanned = fan_out(planned, self.shape.voices)
+            fanned = [*fan_out(planned, self.shape.voices)]
         else:
             fanned = [(None, planned.request.voice_id if planned.request else None, planned)]
         return [

@@ -18,13 +18,14 @@ is still reused, with an unknown request id.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
-from batchtts.storage.names import atomic_file
 from batchtts.api.request import TtsRequest
+from batchtts.storage.names import atomic_file
 
 #: Where parts live, relative to the output folder.
 PARTS_DIR = PurePosixPath(".batchtts/parts")
@@ -96,14 +97,10 @@ class PartStore:
             return
         for folder in self.root.iterdir():
             if folder.is_dir():
-                try:
+                with contextlib.suppress(OSError):  # not empty: parts kept for a rerun
                     folder.rmdir()
-                except OSError:
-                    pass  # not empty: parts kept for a rerun
-        try:
+        with contextlib.suppress(OSError):
             self.root.rmdir()
-        except OSError:
-            pass
 
 
 def _text_or_none(value: object) -> str | None:

@@ -69,14 +69,12 @@ _WHITESPACE = re.compile(r"\s+")
 #: Never the last word of a sentence: titles and abbreviations that precede
 #: what they qualify (lower case, without their dots).
 _NEVER_FINAL = frozenset(
-    "mr mrs ms mx dr prof st mt ft rev fr hon gen col capt cpt lt sgt maj cmdr adm gov pres sen rep "
-    "eg ie cf vs viz approx dept univ".split()
+    ["mr", "mrs", "ms", "mx", "dr", "prof", "st", "mt", "ft", "rev", "fr", "hon", "gen", "col", "capt", "cpt", "lt", "sgt", "maj", "cmdr", "adm", "gov", "pres", "sen", "rep", "eg", "ie", "cf", "vs", "viz", "approx", "dept", "univ"]
 )
 #: Abbreviations that precede a number ("No. 5", "Fig. 3", "Jan. 2020"): no
 #: stop before a digit, a stop otherwise ("The answer is no. Then ...").
 _BEFORE_NUMBER = frozenset(
-    "no nos nr fig figs vol vols ch chap sec pp pg p op ca art "
-    "jan feb mar apr jun jul aug sep sept oct nov dec".split()
+    ["no", "nos", "nr", "fig", "figs", "vol", "vols", "ch", "chap", "sec", "pp", "pg", "p", "op", "ca", "art", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec"]
 )
 
 
