@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from batchtts.ledger.results import read_journal_file
+from batchtts.ledger.journal import read_journal_file
 from batchtts.server.running import LocalServer
 from tests.runner_support import TEST_KEY, expected_samples, read_int16
 

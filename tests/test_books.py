@@ -20,7 +20,7 @@ import pytest
 from batchtts.job.shaping.chapters import parse_ffmetadata
 from batchtts.audio.join import gap_frames
 from batchtts.api.request import is_valid_id
-from batchtts.ledger.results import results_schema
+from batchtts.ledger.writers import results_schema
 from batchtts.job.shaping.textsplit import split_text
 from batchtts.units import Rate
 from tests.runner_support import (

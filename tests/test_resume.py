@@ -12,7 +12,7 @@ import pytest
 
 from batchtts.api.request import TtsRequest
 from batchtts.job.shaping.parts import request_fingerprint
-from batchtts.ledger.results import Journal, RowResult
+from batchtts.ledger import Journal, RowResult
 from batchtts.ledger.resume import EarlierRuns, ResumeIndex, compact_journals, row_fingerprint
 from tests.nightly_support import assert_file_exact, journal_state, starts, summary, temp_files
 from tests.runner_support import read_int16, run_job, write_csv

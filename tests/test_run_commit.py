@@ -21,7 +21,7 @@ import pytest
 
 from batchtts.audio import commit as commit_module
 from batchtts.audio import sink as sink_module
-from batchtts.ledger.results import Journal, RowResult
+from batchtts.ledger import Journal, RowResult
 from batchtts.audio.sink import AudioSink
 from tests.nightly_support import REPO, finish, journal_state, settle, starts, summary, temp_files, wait_until
 from tests.runner_support import TEST_KEY, run_job, write_csv

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from batchtts.cli.progress import PlainProgress, ProgressReporter, make_progress
-from batchtts.ledger.results import utc_now_iso
+from batchtts.ledger.entry import utc_now_iso
 
 LOG_FORMATS: tuple[str, ...] = ("text", "json")
 #: Between INFO and WARNING: what a run says by default (the local server banner, the end summary).

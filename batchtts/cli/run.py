@@ -230,7 +230,7 @@ def run(
     import anyio
 
     from batchtts.errors import UsageError
-    from batchtts.ledger.results import results_format
+    from batchtts.ledger import results_format
 
     try:
         results_format(spec.results)

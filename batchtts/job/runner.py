@@ -45,7 +45,7 @@ from batchtts.manifest.planner import PlannedRow, RowPlanner
 from batchtts.cli.progress import ProgressReporter
 from batchtts.ledger.summary_doc import SUMMARY_NAME, summary_document, write_summary_json
 from batchtts.api.request import TtsRequest
-from batchtts.ledger.results import (
+from batchtts.ledger import (
     STATUS_OK,
     STATUS_PENDING,
     VARIANT_KEY,

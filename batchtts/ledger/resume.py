@@ -46,7 +46,8 @@ from typing import Any
 
 from batchtts.storage.names import atomic_file
 from batchtts.api.request import TtsRequest
-from batchtts.ledger.results import STATUS_FAILED, STATUS_OK, VARIANT_KEY, Journal, id_key, parse_line, read_journal_file
+from batchtts.ledger.entry import STATUS_FAILED, STATUS_OK, VARIANT_KEY, id_key
+from batchtts.ledger.journal import Journal, parse_line, read_journal_file
 
 log = logging.getLogger(__name__)
 
