@@ -16,7 +16,7 @@ import sys
 
 os.fsync = os.fdatasync = lambda fd: None  # noqa: E731
 
-import batchtts.audio.commit  # noqa: E402  (after the os patch: it binds fdatasync at import)
+import batchtts.audio.commit  # noqa: E402  (after the os patch: batchtts.storage.files binds fdatasync at import)
 
 batchtts.audio.commit._load_syncfs = lambda: (lambda fd: 0)  # noqa: E731
 

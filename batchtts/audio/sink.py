@@ -41,7 +41,7 @@ from batchtts.audio.codecs import (
     g711_wav_header,
     mp3_duration,
 )
-from batchtts.storage.names import TEMP_NAME, create_temp_file, fsync_folder
+from batchtts.storage.files import create_temp_file, fsync_folder
 
 if TYPE_CHECKING:
     import numpy as np
@@ -313,21 +313,3 @@ class AudioSink:
     ) -> None:
         if self._state != "committed":
             self.abort()
-
-
-def remove_stale_temp_files(out_dir: Path) -> int:
-    """Delete the ``.<name>.<random>.part`` files a crashed run left under ``out_dir``; return how many.
-
-    Only names :data:`batchtts.storage.names.TEMP_NAME` matches are touched. Call it
-    only when no other job writes to ``out_dir``.
-    """
-    removed = 0
-    for folder, _dirs, files in os.walk(out_dir):
-        for name in files:
-            if TEMP_NAME.fullmatch(name):
-                try:
-                    os.unlink(os.path.join(folder, name))
-                except FileNotFoundError:
-                    continue
-                removed += 1
-    return removed

@@ -57,7 +57,7 @@ from batchtts.ledger import (
 )
 from batchtts.ledger.resume import EarlierRuns, GroupCheck, file_stamp, row_fingerprint
 from batchtts.schedule.retry import RetryPolicy, retrying
-from batchtts.audio.sink import AudioSink, SinkResult, remove_stale_temp_files
+from batchtts.audio import AudioSink, SinkResult, remove_stale_temp_files
 from batchtts.schedule.startgate import StartGate
 from batchtts.units import Deadline, Rate
 

@@ -35,6 +35,7 @@ there, so a digest collision can cost a request but never reuse a wrong file.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -44,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from batchtts.storage.names import atomic_file
+from batchtts.storage.files import atomic_file, fsync_folder
 from batchtts.api.request import TtsRequest
 from batchtts.ledger.entry import STATUS_FAILED, STATUS_OK, VARIANT_KEY, id_key
 from batchtts.ledger.journal import Journal, parse_line, read_journal_file
@@ -256,7 +257,8 @@ class EarlierRuns:
                 self.journal_path.unlink()
             else:
                 os.replace(self.journal_path, self.previous_path)
-            _sync_dir(self.state_dir)
+            with contextlib.suppress(OSError):  # best effort: the next start understands either state
+                fsync_folder(self.state_dir)
         if self.previous_path.exists():
             self.index = ResumeIndex([self.previous_path])
             if len(self.index):
@@ -300,7 +302,8 @@ class EarlierRuns:
         self.index.close()
         if complete and self.previous_path.exists():
             self.previous_path.unlink()
-            _sync_dir(self.state_dir)
+            with contextlib.suppress(OSError):
+                fsync_folder(self.state_dir)
 
 
 def compact_journals(sources: Sequence[Path], dest: Path) -> int:
@@ -322,20 +325,6 @@ def compact_journals(sources: Sequence[Path], dest: Path) -> int:
         index.close()
     log.info("compacted the journals of earlier runs: %d row(s) kept", written)
     return written
-
-
-def _sync_dir(folder: Path) -> None:
-    """Make renames and deletions in ``folder`` durable (a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def group_fingerprint(row_fingerprints: Iterable[str]) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from batchtts import __version__
-from batchtts.storage.names import atomic_file
+from batchtts.storage.files import atomic_file
 
 if TYPE_CHECKING:
     from batchtts.job.runner import JobSpec, JobSummary

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from batchtts.errors import UsageError
 from batchtts.ledger.entry import OPTIONAL_COLUMNS, RESULT_COLUMNS, json_default
 from batchtts.ledger.journal import Journal, final_entries
-from batchtts.storage.names import atomic_file
+from batchtts.storage.files import atomic_file
 
 if TYPE_CHECKING:
     import pyarrow as pa

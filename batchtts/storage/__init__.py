@@ -3,12 +3,18 @@
 The job layer imports from here only; the modules behind are free to move.
 """
 
+from batchtts.storage.files import (
+    atomic_file,
+    create_temp_file,
+    fsync_folder,
+    remove_stale_results_temp,
+    remove_stale_temp_files,
+)
 from batchtts.storage.names import (
     AUDIO_DIR,
     LJSPEECH_AUDIO_DIR,
     MAX_SHARD_LEVELS,
     TEMP_NAME,
-    atomic_file,
     relative_audio_path,
     resolve_inside,
 )
@@ -19,6 +25,10 @@ __all__ = [
     "MAX_SHARD_LEVELS",
     "TEMP_NAME",
     "atomic_file",
+    "create_temp_file",
+    "fsync_folder",
     "relative_audio_path",
+    "remove_stale_results_temp",
+    "remove_stale_temp_files",
     "resolve_inside",
 ]

@@ -51,7 +51,7 @@ from batchtts.manifest.planner import PlannedRow
 from batchtts.api.request import TtsRequest
 from batchtts.ledger import OPTIONAL_COLUMNS, VARIANT_KEY, RowResult, utc_now_iso
 from batchtts.ledger.resume import file_stamp, group_fingerprint, row_fingerprint
-from batchtts.audio.sink import AudioSink, SinkResult
+from batchtts.audio import AudioSink, SinkResult
 from batchtts.job.shaping.textsplit import split_text
 
 log = logging.getLogger("batchtts")

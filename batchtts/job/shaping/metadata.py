@@ -32,7 +32,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any, TextIO
 
-from batchtts.storage.names import LJSPEECH_AUDIO_DIR, atomic_file
+from batchtts.storage import LJSPEECH_AUDIO_DIR, atomic_file
 from batchtts.manifest.readers import Manifest, Row
 from batchtts.manifest.planner import RowPlanner
 from batchtts.api.request import OVERRIDABLE_FIELDS, TtsRequest

@@ -23,7 +23,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
-from batchtts.storage.names import atomic_file
+from batchtts.storage import atomic_file
 from batchtts.api.request import TtsRequest
 
 #: Where parts live, relative to the output folder.
