@@ -9,7 +9,6 @@ exists to keep that vocabulary in one place with nothing heavy to import.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import PurePath
@@ -96,12 +95,6 @@ class RowResult:
         entry.update(self.extra)
         entry["carried"] = self.carried
         return entry
-
-
-def id_key(row_id: Any) -> int:
-    """A signed 64-bit digest of a row id, as the journal readers key rows."""
-    data = str(row_id).encode("utf-8", "surrogatepass")
-    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little", signed=True)
 
 
 def json_default(value: Any) -> Any:

@@ -25,8 +25,9 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from batchtts.ledger.entry import VARIANT_KEY, RowResult, id_key, json_default
+from batchtts.ledger.entry import VARIANT_KEY, RowResult, json_default
 from batchtts.ledger.nearsort import in_order
+from batchtts.manifest.idtable import id_key
 
 log = logging.getLogger(__name__)
 

@@ -47,8 +47,9 @@ from typing import Any
 
 from batchtts.storage.files import atomic_file, fsync_folder
 from batchtts.api.request import TtsRequest
-from batchtts.ledger.entry import STATUS_FAILED, STATUS_OK, VARIANT_KEY, id_key
+from batchtts.ledger.entry import STATUS_FAILED, STATUS_OK, VARIANT_KEY
 from batchtts.ledger.journal import Journal, parse_line, read_journal_file
+from batchtts.manifest.idtable import id_key
 
 log = logging.getLogger(__name__)
 
