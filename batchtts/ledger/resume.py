@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import os
 from collections.abc import Hashable, Iterable, Mapping, Sequence
@@ -46,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from batchtts.storage.files import atomic_file, fsync_folder
-from batchtts.api.request import TtsRequest
+from batchtts.api.request import TtsRequest, canonical_digest
 from batchtts.ledger.entry import STATUS_FAILED, STATUS_OK, VARIANT_KEY
 from batchtts.ledger.journal import Journal, parse_line, read_journal_file
 from batchtts.manifest.idtable import id_key
@@ -73,8 +72,7 @@ def row_fingerprint(request: TtsRequest, file_format: str, extra: Mapping[str, A
     payload = {"v": FINGERPRINT_VERSION, **request.fingerprint_fields(), "file_format": file_format}
     if extra:
         payload["extra"] = dict(extra)
-    text = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    return canonical_digest(payload)
 
 
 def file_stamp(path: Path) -> dict[str, int] | None:
