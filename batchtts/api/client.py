@@ -33,10 +33,9 @@ from batchtts.errors import (
     ServerError,
     StreamIncomplete,
 )
-from batchtts.api.request import TtsRequest
+from batchtts.api.request import LIVE_PATH, TtsRequest
 from batchtts.api.sse import SseDecoder
 
-LIVE_PATH = "/waves/v1/tts/live"
 _MAX_ERROR_BODY = 4096
 #: After the done frame: how long and how much to read for the connection's sake.
 _DRAIN_SECONDS = 1.0

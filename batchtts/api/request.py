@@ -17,6 +17,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+#: The streaming (SSE) synthesis route, relative to the base URL: the client posts here, the local server serves it.
+LIVE_PATH = "/waves/v1/tts/live"
 MODELS: tuple[str, ...] = ("lightning_v3.1", "lightning_v3.1_pro")
 SAMPLE_RATES: tuple[int, ...] = (8000, 16000, 24000, 44100)
 LANGUAGES: tuple[str, ...] = ("en", "hi", "mr", "kn", "ta", "bn", "gu", "te", "ml", "pa", "or", "es")

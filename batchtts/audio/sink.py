@@ -46,6 +46,7 @@ from batchtts.storage.files import create_temp_file, fsync_folder
 if TYPE_CHECKING:
     import numpy as np
 
+#: ``--file-format`` choices: how a row's audio is stored (see the table above).
 FILE_FORMATS: tuple[str, ...] = ("wav", "flac", "raw")
 #: Bytes buffered before a write to the file. SSE frames carry ~5 KB of audio (100 ms at
 #: 24 kHz): with Python's default 8 KiB, nearly every frame cost a write() system call;

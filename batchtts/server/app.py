@@ -38,7 +38,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from batchtts.api.request import InvalidRequest, TtsRequest, is_valid_id, parse_request
+from batchtts.api.request import LIVE_PATH, InvalidRequest, TtsRequest, is_valid_id, parse_request
 from batchtts.server.audio import BYTES_PER_SAMPLE, MEDIA_TYPES, encode_view
 from batchtts.server.config import ServerConfig
 from batchtts.server.engines import Engine, get_engine
@@ -53,7 +53,6 @@ from batchtts.server.sse import SseWriter, chunk_size, split_audio
 from batchtts.server.stats import ServerStats
 from batchtts.server.voices import CATALOG
 
-LIVE_PATH = "/waves/v1/tts/live"
 SYNC_PATH = "/waves/v1/tts"
 VOICES_PATH = "/waves/v1/lightning-v3.1/get_voices"
 STATS_PATH = "/_batchtts/stats"
