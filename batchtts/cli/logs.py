@@ -48,7 +48,7 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(event, ensure_ascii=False, default=str)
 
 
-class _CliHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _CliHandler(logging.StreamHandler[TextIO]):
     """Writes to the stderr of the moment (click's test runner swaps it) and redacts every line."""
 
     def __init__(self, formatter: logging.Formatter) -> None:

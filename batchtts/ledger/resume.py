@@ -44,11 +44,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from batchtts.storage.files import atomic_file, fsync_folder
 from batchtts.api.request import TtsRequest, canonical_digest
 from batchtts.ledger.entry import STATUS_FAILED, STATUS_OK, VARIANT_KEY
 from batchtts.ledger.journal import Journal, parse_line, read_journal_file
 from batchtts.manifest.idtable import id_key
+from batchtts.storage.files import atomic_file, fsync_folder
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from batchtts.api.request import (
+    DEFAULT_VOICE,
+    OVERRIDABLE_FIELDS,
+    InvalidRequest,
+    TtsRequest,
+    coerce_field,
+    parse_request,
+)
 from batchtts.manifest.idtable import FirstRowTable, id_key
 from batchtts.manifest.readers import Row
-from batchtts.api.request import DEFAULT_VOICE, OVERRIDABLE_FIELDS, InvalidRequest, TtsRequest, coerce_field, parse_request
 
 #: ``PlannedRow.kind`` for a repeated id (other kinds are the offending field's name).
 DUPLICATE_ID = "duplicate id"

@@ -122,7 +122,7 @@ def load_syncfs() -> SyncFs | None:
         return None
     function.argtypes = [ctypes.c_int]
     function.restype = ctypes.c_int
-    return function  # type: ignore[no-any-return]  # a ctypes function pointer, typed Any
+    return function
 
 
 def syncfs(function: SyncFs, folder_fd: int) -> None:
