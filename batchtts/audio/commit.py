@@ -37,8 +37,11 @@ import anyio
 
 from batchtts.audio.sink import AudioSink, SinkResult
 from batchtts.storage.files import FileSystemHandles, fsync_folder, syncfs
-from batchtts.storage.files import fdatasync as _fdatasync  # module names: tests make one file fail here
-from batchtts.storage.files import load_syncfs as _load_syncfs  # and benchmarks/no_fsync.py replaces it
+
+# Bound here, so tests (an fdatasync that fails one file) and benchmarks/no_fsync.py
+# (a syncfs that does nothing) can replace them in this module.
+from batchtts.storage.files import fdatasync as _fdatasync
+from batchtts.storage.files import load_syncfs as _load_syncfs
 
 log = logging.getLogger("batchtts")
 
