@@ -14,11 +14,11 @@ runs the runner through this script once per run, to show what the syncs still c
 import os
 import sys
 
-os.fsync = os.fdatasync = lambda fd: None  # noqa: E731
+os.fsync = os.fdatasync = lambda fd: None
 
-import batchtts.audio.commit  # noqa: E402  (after the os patch: it binds fdatasync at import)
+import batchtts.audio.commit  # noqa: E402  (after the os patch: batchtts.storage.files binds fdatasync at import)
 
-batchtts.audio.commit._load_syncfs = lambda: (lambda fd: 0)  # noqa: E731
+batchtts.audio.commit._load_syncfs = lambda: (lambda fd: 0)
 
 if __name__ == "__main__":
     from batchtts.cli import main

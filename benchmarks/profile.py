@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import PYTHON, REPO, RUN_ENV, Server, fresh, write_workload  # noqa: E402
+from run import PYTHON, REPO, RUN_ENV, Server, fresh, write_workload
 
 
 def main() -> int:

@@ -31,7 +31,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -419,7 +419,7 @@ def bench_throughput(cfg: Config, work: Path) -> list[Figure]:
             f"{ratio:.3f} ({ratio * c / latency:.1f} of {c / latency:.0f} rows/s; "
             f"{int(median(refused))} answered 429)", "≥ 0.95", ratio >= 0.95, {"steady": steady, "whole": whole}))
         figures.append(Figure(
-            "throughput", f"the same, from the first request to the last row done (ramp-up and tail included)",
+            "throughput", "the same, from the first request to the last row done (ramp-up and tail included)",
             f"{median(whole):.3f}"))
         figures.append(Figure("throughput", f"client CPU per row with {c} streams in flight (whole process)",
                               f"{per_row_cpu[c]:.2f} ms (peak RSS {median(rss):.0f} MB)", raw={"cpu_ms": cpus}))

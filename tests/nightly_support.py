@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from batchtts.ledger.results import read_journal_file
+from batchtts.ledger.journal import read_journal_file
 from batchtts.server.running import LocalServer
 from tests.runner_support import TEST_KEY, expected_samples, read_int16
 
@@ -29,8 +29,8 @@ def spawn_run(manifest: Path, out: Path, base_url: str, *args: str, logs: Path) 
         argv,
         cwd=REPO,
         env=env,
-        stdout=open(f"{logs}.out", "wb"),  # noqa: SIM115 - the child owns it
-        stderr=open(f"{logs}.err", "wb"),  # noqa: SIM115
+        stdout=open(f"{logs}.out", "wb"),
+        stderr=open(f"{logs}.err", "wb"),
     )
 
 

@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import soundfile
 from click.testing import CliRunner, Result
 
-from batchtts.cli import main
 from batchtts.api.request import parse_request
+from batchtts.cli import main
 from batchtts.server.synthetic import SyntheticEngine
 
 TEST_KEY = "sk-test-0123456789abcdef"

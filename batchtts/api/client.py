@@ -15,7 +15,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Protocol
 
 import anyio
@@ -24,6 +24,8 @@ import orjson
 import pybase64
 
 from batchtts import __version__
+from batchtts.api.request import LIVE_PATH, TtsRequest
+from batchtts.api.sse import SseDecoder
 from batchtts.errors import (
     AttemptError,
     AuthRejected,
@@ -33,10 +35,7 @@ from batchtts.errors import (
     ServerError,
     StreamIncomplete,
 )
-from batchtts.api.request import TtsRequest
-from batchtts.api.sse import SseDecoder
 
-LIVE_PATH = "/waves/v1/tts/live"
 _MAX_ERROR_BODY = 4096
 #: After the done frame: how long and how much to read for the connection's sake.
 _DRAIN_SECONDS = 1.0
@@ -314,8 +313,8 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def classify_http_error(response: httpx.Response, body: bytes, server_request_id: str | None) -> AttemptError:
@@ -323,11 +322,13 @@ def classify_http_error(response: httpx.Response, body: bytes, server_request_id
     status = response.status_code
     message = f"HTTP {status}: {_error_message(body)}"
     retry_after = parse_retry_after(response.headers.get("retry-after"))
-    kwargs = {"http_status": status, "retry_after": retry_after, "server_request_id": server_request_id}
+    kind: type[AttemptError]
     if status in (401, 403):
-        return AuthRejected(message, **kwargs)
-    if status == 429:
-        return RateLimited(message, **kwargs)
-    if status in (408, 409) or status >= 500:
-        return ServerError(message, **kwargs)
-    return RequestRejected(message, **kwargs)
+        kind = AuthRejected
+    elif status == 429:
+        kind = RateLimited
+    elif status in (408, 409) or status >= 500:
+        kind = ServerError
+    else:
+        kind = RequestRejected
+    return kind(message, http_status=status, retry_after=retry_after, server_request_id=server_request_id)

@@ -9,12 +9,16 @@ is refused locally, before any request is sent.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+#: The streaming (SSE) synthesis route, relative to the base URL: the client posts here, the local server serves it.
+LIVE_PATH = "/waves/v1/tts/live"
 MODELS: tuple[str, ...] = ("lightning_v3.1", "lightning_v3.1_pro")
 SAMPLE_RATES: tuple[int, ...] = (8000, 16000, 24000, 44100)
 LANGUAGES: tuple[str, ...] = ("en", "hi", "mr", "kn", "ta", "bn", "gu", "te", "ml", "pa", "or", "es")
@@ -91,12 +95,26 @@ class TtsRequest:
         return replace(self, request_id=request_id)
 
     def fingerprint_fields(self) -> dict[str, Any]:
-        """Every field that shapes the audio (not the correlation ids)."""
+        """Every field that shapes the audio (not the correlation ids); see :func:`canonical_digest`."""
         return {
             f.name: getattr(self, f.name)
             for f in fields(self)
             if f.name not in ("session_id", "request_id")
         }
+
+
+def canonical_digest(value: Any) -> str:
+    """32 hex digits of BLAKE2b over ``value`` as canonical JSON (sorted keys, no spaces, UTF-8).
+
+    The fingerprints that tell whether a request or a row's file is the same
+    as in an earlier run (``batchtts.ledger.resume.row_fingerprint``,
+    ``batchtts.job.shaping.parts.request_fingerprint``) are this digest, so the
+    same value gives the same digest in every run, on every machine, and in
+    every version: journals and part stores keep them. ``value`` must be made
+    of JSON types (tuples count as lists); anything else raises TypeError.
+    """
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 def is_valid_id(value: str) -> bool:

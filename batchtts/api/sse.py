@@ -44,7 +44,7 @@ class SseDecoder:
     standard says) but reports, through ``pending``, whether bytes were left over.
     """
 
-    __slots__ = ("_parts", "_skip_lf", "_started", "_event", "_data", "_id", "_retry", "_has_fields")
+    __slots__ = ("_data", "_event", "_has_fields", "_id", "_parts", "_retry", "_skip_lf", "_started")
 
     def __init__(self) -> None:
         self._parts: list[bytes] = []  # the current line, not yet ended
@@ -114,9 +114,8 @@ class SseDecoder:
         elif name == b"id":
             if b"\0" not in value:
                 self._id = value.decode("utf-8", "replace")
-        elif name == b"retry":
-            if value.isdigit() and value.isascii():
-                self._retry = int(value)
+        elif name == b"retry" and value.isdigit() and value.isascii():
+            self._retry = int(value)
 
     def _dispatch(self) -> SseEvent:
         data = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)

@@ -26,20 +26,22 @@ its whole file.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import logging
 import os
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import anyio
 
-from batchtts.storage.names import fsync_folder
 from batchtts.audio.sink import AudioSink, SinkResult
+from batchtts.storage.files import FileSystemHandles, fsync_folder, syncfs
+
+# Bound here, so tests (an fdatasync that fails one file) and benchmarks/no_fsync.py
+# (a syncfs that does nothing) can replace them in this module.
+from batchtts.storage.files import fdatasync as _fdatasync
+from batchtts.storage.files import load_syncfs as _load_syncfs
 
 log = logging.getLogger("batchtts")
 
@@ -227,12 +229,14 @@ def commit_group(sinks: Sequence[AudioSink], sync: DataSync, outcomes: Sequence[
 
 
 class DataSync:
-    """Makes the data of finished files durable: ``syncfs`` per file system, or ``fdatasync`` per file."""
+    """Makes the data of finished files durable: ``syncfs`` per file system, or ``fdatasync`` per file.
+
+    The policy only; the calls themselves are :mod:`batchtts.storage.files`'s.
+    """
 
     def __init__(self, *, use_syncfs: bool = True) -> None:
         self._syncfs = _load_syncfs() if use_syncfs else None
-        self._device_of: dict[str, int] = {}  # folder -> st_dev
-        self._fds: dict[int, int] = {}  # st_dev -> an open folder on it, kept for errors (see sync_data)
+        self._file_systems = FileSystemHandles()  # kept open, for errors (see sync_data)
 
     @property
     def uses_syncfs(self) -> bool:
@@ -248,13 +252,14 @@ class DataSync:
         """
         if self._syncfs is not None:
             try:
-                for device in {self._device(os.path.dirname(sink.temp_path)) for sink in sinks}:
-                    if self._syncfs(self._fds[device]) != 0:
-                        code = ctypes.get_errno()
-                        if code in (errno.ENOSYS, errno.EPERM):  # not allowed here: per file from now on
-                            log.debug("syncfs unavailable (%s); fdatasync per file", os.strerror(code))
+                for handle in {self._file_systems.handle_for(os.path.dirname(sink.temp_path)) for sink in sinks}:
+                    try:
+                        syncfs(self._syncfs, handle)
+                    except OSError as exc:
+                        if exc.errno in (errno.ENOSYS, errno.EPERM):  # not allowed here: per file from now on
+                            log.debug("syncfs unavailable (%s); fdatasync per file", os.strerror(exc.errno))
                             self._syncfs = None
-                        raise OSError(code, f"syncfs: {os.strerror(code)}")
+                        raise
                 return {}
             except OSError as exc:
                 log.debug("%s; fdatasync file by file to find the files it concerns", exc)
@@ -266,33 +271,5 @@ class DataSync:
                 failed[id(sink)] = exc
         return failed
 
-    def _device(self, folder: str) -> int:
-        device = self._device_of.get(folder)
-        if device is None:
-            device = self._device_of[folder] = os.stat(folder).st_dev
-            if device not in self._fds:
-                self._fds[device] = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        return device
-
     def close(self) -> None:
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds.clear()
-        self._device_of.clear()
-
-
-_fdatasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
-
-
-def _load_syncfs() -> Callable[[int], int] | None:
-    """libc's ``syncfs(fd)`` (Linux), or None: Python's os module does not offer it."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        function = libc.syncfs
-    except (OSError, AttributeError):
-        return None
-    function.argtypes = [ctypes.c_int]
-    function.restype = ctypes.c_int
-    return function  # type: ignore[no-any-return]
+        self._file_systems.close()

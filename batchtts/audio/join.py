@@ -17,8 +17,12 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from batchtts.audio.sink import AudioSink, SinkResult
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: Frames read and written at a time (128 KiB of 16-bit audio).
 BLOCK_FRAMES = 1 << 16
@@ -98,7 +102,7 @@ def _sample_rate(path: Path) -> int:
         return int(audio.samplerate)
 
 
-def _open(path: Path):  # type: ignore[no-untyped-def]
+def _open(path: Path) -> Any:  # a soundfile.SoundFile (soundfile has no type hints)
     import soundfile
 
     try:
@@ -121,7 +125,7 @@ def _write_silence(sink: AudioSink, frames: int, block_frames: int) -> None:
         frames -= count
 
 
-def _le_bytes(block) -> bytes:  # type: ignore[no-untyped-def]
+def _le_bytes(block: np.ndarray) -> bytes:
     """int16 samples as little-endian bytes, what the sink takes for PCM."""
     if sys.byteorder != "little":  # pragma: no cover - big-endian hosts
         block = block.astype("<i2")

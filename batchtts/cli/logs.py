@@ -20,7 +20,7 @@ from typing import Any, TextIO
 
 from batchtts.cli.progress import PlainProgress, make_progress
 from batchtts.job.progress import ProgressReporter
-from batchtts.ledger.results import utc_now_iso
+from batchtts.ledger import utc_now_iso
 
 LOG_FORMATS: tuple[str, ...] = ("text", "json")
 #: Between INFO and WARNING: what a run says by default (the local server banner, the end summary).
@@ -49,7 +49,7 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(event, ensure_ascii=False, default=str)
 
 
-class _CliHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _CliHandler(logging.StreamHandler[TextIO]):
     """Writes to the stderr of the moment (click's test runner swaps it) and redacts every line."""
 
     def __init__(self, formatter: logging.Formatter) -> None:

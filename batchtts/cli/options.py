@@ -1,7 +1,8 @@
-"""Click options shared by ``batchtts run`` and ``batchtts validate``.
+"""Click options shared by ``batchtts run``, ``batchtts validate`` and ``batchtts serve``.
 
 One definition of the manifest and request-default options, so both commands
-spell them the same and validate checks exactly what run would send.
+spell them the same and validate checks exactly what run would send; and one
+parser for the ``--rate`` option run and serve both take.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from batchtts.api.request import (
     SPEED_MIN,
     is_valid_id,
 )
+from batchtts.units import Rate, parse_rate
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -140,3 +142,13 @@ def request_defaults_from(params: Mapping[str, Any]) -> dict[str, Any]:
             continue
         defaults[field_name] = list(value) if field_name == "pronunciation_dicts" else value
     return defaults
+
+
+def parse_rate_option(ctx: click.Context, param: click.Parameter, value: str | None) -> Rate | None:
+    """Click callback of a ``--rate N/s|N/min|N/h`` option: :func:`batchtts.units.parse_rate`, None if not given."""
+    if value is None:
+        return None
+    try:
+        return parse_rate(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None

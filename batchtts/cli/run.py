@@ -13,19 +13,10 @@ import click
 
 from batchtts.api.endpoint import DEFAULT_BASE_URL, KEY_ENV
 from batchtts.cli.jobfile import job_file_option
-from batchtts.cli.options import manifest_options, request_default_options, request_defaults_from
+from batchtts.cli.options import manifest_options, parse_rate_option, request_default_options, request_defaults_from
 from batchtts.cli.shape_options import shape_from, shape_options
-
-
-def _rate(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
-    if value is None:
-        return None
-    from batchtts.units import parse_rate
-
-    try:
-        return parse_rate(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+from batchtts.server.engines import ENGINES
+from batchtts.storage.names import FILE_FORMATS
 
 
 def _deadline(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
@@ -76,7 +67,7 @@ def _count_in_background(manifest: Any, progress: Any, per_row: int = 1) -> None
               help="Results manifest path (.parquet, .csv or .jsonl). Default: OUT/results.parquet.")
 @manifest_options
 @request_default_options
-@click.option("--file-format", type=click.Choice(["wav", "flac", "raw"]), default="wav", show_default=True,
+@click.option("--file-format", type=click.Choice(FILE_FORMATS), default="wav", show_default=True,
               help="How PCM audio is stored.")
 @shape_options
 @click.option("--base-url", envvar="BATCHTTS_BASE_URL", default=DEFAULT_BASE_URL, show_default=True,
@@ -84,11 +75,11 @@ def _count_in_background(manifest: Any, progress: Any, per_row: int = 1) -> None
 @click.option("--api-key-file", type=click.Path(dir_okay=False, path_type=Path),
               help=f"File holding the API key (else env {KEY_ENV}).")
 @click.option("--local", is_flag=True, help="Run against the bundled local server, started in-process (no key).")
-@click.option("--engine", type=click.Choice(["auto", "synthetic", "espeak"]), default="auto", show_default=True,
+@click.option("--engine", type=click.Choice(ENGINES), default="auto", show_default=True,
               help="Local server engine, with --local.")
 @click.option("--concurrency", type=click.IntRange(1, 1024), default=4, show_default=True,
               help="Streams in flight at most.")
-@click.option("--rate", callback=_rate, metavar="N/s|N/min|N/h", help="Pace request starts to at most N per period.")
+@click.option("--rate", callback=parse_rate_option, metavar="N/s|N/min|N/h", help="Pace request starts to at most N per period.")
 @click.option("--adaptive/--no-adaptive", default=True, show_default=True,
               help="Slow the whole job down on 429s (AIMD), then speed back up.")
 @click.option("--max-attempts", type=click.IntRange(1, 100), default=5, show_default=True,

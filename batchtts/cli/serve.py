@@ -4,18 +4,10 @@ from __future__ import annotations
 
 import click
 
+from batchtts.cli.options import parse_rate_option
 from batchtts.server.config import DEFAULT_HOST, DEFAULT_PORT, FAULT_KINDS, SSE_STYLES
-from batchtts.server.engines import ENGINE_NAMES
-from batchtts.units import Rate, parse_rate
-
-
-def _rate(ctx: click.Context, param: click.Parameter, value: str | None) -> Rate | None:
-    if value is None:
-        return None
-    try:
-        return parse_rate(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), ctx, param) from None
+from batchtts.server.engines import ENGINES
+from batchtts.units import Rate
 
 
 def _faults(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, float]:
@@ -42,11 +34,11 @@ def _faults(ctx: click.Context, param: click.Parameter, values: tuple[str, ...])
     help="Accept only 'Bearer KEY' (else any non-empty bearer token). Env: BATCHTTS_SERVE_API_KEY.",
 )
 @click.option(
-    "--engine", type=click.Choice(ENGINE_NAMES), default="auto", show_default=True,
+    "--engine", type=click.Choice(ENGINES), default="auto", show_default=True,
     help="Speech engine: auto = espeak when installed, else synthetic tones.",
 )
 @click.option(
-    "--rate", callback=_rate, metavar="N/s|N/min|N/h",
+    "--rate", callback=parse_rate_option, metavar="N/s|N/min|N/h",
     help="Account rate limit on request starts (429 over it).",
 )
 @click.option(

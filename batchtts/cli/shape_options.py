@@ -51,8 +51,8 @@ def shape_options(func: F) -> F:
 
 def shape_from(params: dict[str, Any], *, defaults: dict[str, Any], file_format: str) -> Any:
     """Pop this module's options from ``params`` -> a ShapeOptions; click.UsageError for bad combinations."""
-    from batchtts.job.shaping.options import JOINABLE_FORMATS, ShapeOptions
     from batchtts.job.shaping.fanout import parse_voices
+    from batchtts.job.shaping.options import JOINABLE_FORMATS, ShapeOptions
 
     values = {name: params.pop(name) for name in _PARAMS}
     voices: tuple[str, ...] = ()

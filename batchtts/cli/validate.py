@@ -54,11 +54,11 @@ def validate(
       batchtts validate jobs/sample.csv
       batchtts validate lines.parquet --text-column sentence --id-column utt_id --voice-id emily
     """
-    from batchtts.manifest.arrowpool import use_system_allocator
-    from batchtts.errors import ManifestError
-    from batchtts.manifest.readers import open_manifest
-    from batchtts.manifest.planner import RowPlanner
     from batchtts.api.request import InvalidRequest
+    from batchtts.errors import ManifestError
+    from batchtts.manifest.arrowpool import use_system_allocator
+    from batchtts.manifest.planner import RowPlanner
+    from batchtts.manifest.readers import open_manifest
 
     use_system_allocator()
     try:

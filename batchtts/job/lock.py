@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from batchtts.errors import UsageError
-from batchtts.ledger.results import utc_now_iso
+from batchtts.ledger import utc_now_iso
 
 LOCK_NAME = "lock"
 

@@ -20,7 +20,6 @@ describe the whole manifest. The folder is locked for the whole run
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -55,7 +54,7 @@ from batchtts.manifest.readers import Manifest
 from batchtts.outcomes import Stop, StopReason
 from batchtts.schedule.startgate import StartGate
 from batchtts.schedule.throttle import Throttle
-from batchtts.storage import TEMP_NAME
+from batchtts.storage import remove_stale_results_temp
 
 log = logging.getLogger("batchtts")
 
@@ -118,7 +117,7 @@ class Runner:
         self.summary.started_at = utc_now_iso()
         work_scope = self._stops.open_work_scope()
         with job_lock(spec.state_dir, out_dir=spec.out_dir):
-            removed = remove_stale_temp_files(spec.out_dir) + _remove_stale_results_temp(spec)
+            removed = remove_stale_temp_files(spec.out_dir) + remove_stale_results_temp(spec.results, spec.out_dir)
             if removed:
                 log.warning("removed %d temporary file(s) left by an earlier run", removed)
             self._recorder.attach(self._earlier.open())
@@ -272,17 +271,3 @@ def _single_error(exc: BaseException) -> BaseException:
         exc = exc.exceptions[0]
     return exc
 
-
-def _remove_stale_results_temp(spec: JobSpec) -> int:
-    """A results manifest outside DIR leaves its temporary file next to itself if the job is killed."""
-    folder = spec.results.parent
-    if not folder.is_dir() or spec.results.resolve().is_relative_to(spec.out_dir.resolve()):
-        return 0
-    removed = 0
-    prefix = f".{spec.results.name}."
-    with contextlib.suppress(OSError):
-        for candidate in folder.iterdir():
-            if candidate.name.startswith(prefix) and TEMP_NAME.fullmatch(candidate.name):
-                candidate.unlink(missing_ok=True)
-                removed += 1
-    return removed

@@ -3,21 +3,19 @@
 The job layer imports from here only; the modules behind are free to move.
 """
 
-from batchtts.ledger.results import (
+from batchtts.ledger.entry import (
     OPTIONAL_COLUMNS,
     STATUS_FAILED,
     STATUS_OK,
     STATUS_PENDING,
     VARIANT_KEY,
-    Journal,
     RowResult,
-    final_entries,
-    results_format,
     utc_now_iso,
-    write_journal_results,
 )
+from batchtts.ledger.journal import Journal, final_entries
 from batchtts.ledger.resume import EarlierRuns, GroupCheck, file_stamp, group_fingerprint, row_fingerprint
 from batchtts.ledger.summary import SUMMARY_NAME, JobSummary, summary_document, write_summary_json
+from batchtts.ledger.writers import results_format, write_journal_results
 
 __all__ = [
     "OPTIONAL_COLUMNS",

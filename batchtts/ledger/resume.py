@@ -35,8 +35,8 @@ there, so a digest collision can cost a request but never reuse a wrong file.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import json
 import logging
 import os
 from collections.abc import Hashable, Iterable, Mapping, Sequence
@@ -44,9 +44,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from batchtts.storage.names import atomic_file
-from batchtts.api.request import TtsRequest
-from batchtts.ledger.results import STATUS_FAILED, STATUS_OK, VARIANT_KEY, Journal, id_key, parse_line, read_journal_file
+from batchtts.api.request import TtsRequest, canonical_digest
+from batchtts.ledger.entry import STATUS_FAILED, STATUS_OK, VARIANT_KEY
+from batchtts.ledger.journal import Journal, parse_line, read_journal_file
+from batchtts.manifest.idtable import id_key
+from batchtts.storage.files import atomic_file, fsync_folder
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +72,7 @@ def row_fingerprint(request: TtsRequest, file_format: str, extra: Mapping[str, A
     payload = {"v": FINGERPRINT_VERSION, **request.fingerprint_fields(), "file_format": file_format}
     if extra:
         payload["extra"] = dict(extra)
-    text = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    return canonical_digest(payload)
 
 
 def file_stamp(path: Path) -> dict[str, int] | None:
@@ -255,7 +256,8 @@ class EarlierRuns:
                 self.journal_path.unlink()
             else:
                 os.replace(self.journal_path, self.previous_path)
-            _sync_dir(self.state_dir)
+            with contextlib.suppress(OSError):  # best effort: the next start understands either state
+                fsync_folder(self.state_dir)
         if self.previous_path.exists():
             self.index = ResumeIndex([self.previous_path])
             if len(self.index):
@@ -299,7 +301,8 @@ class EarlierRuns:
         self.index.close()
         if complete and self.previous_path.exists():
             self.previous_path.unlink()
-            _sync_dir(self.state_dir)
+            with contextlib.suppress(OSError):
+                fsync_folder(self.state_dir)
 
 
 def compact_journals(sources: Sequence[Path], dest: Path) -> int:
@@ -321,20 +324,6 @@ def compact_journals(sources: Sequence[Path], dest: Path) -> int:
         index.close()
     log.info("compacted the journals of earlier runs: %d row(s) kept", written)
     return written
-
-
-def _sync_dir(folder: Path) -> None:
-    """Make renames and deletions in ``folder`` durable (a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def group_fingerprint(row_fingerprints: Iterable[str]) -> str:

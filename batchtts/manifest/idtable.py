@@ -15,14 +15,29 @@ doubled; this one costs about 14 MiB per million, and it grows by small steps:
   hits) answers "never seen" for almost every new id without searching the
   levels; only its hits (true duplicates, and those ~1%) binary-search them.
 
-Digests, not ids, are compared: two different ids with the same 64-bit digest
-would be taken for a duplicate. At a million ids that is a ~3e-8 chance per
-manifest (n² / 2⁶⁵); the planner documents it.
+Digests (:func:`id_key`), not ids, are compared: two different ids with the
+same 64-bit digest would be taken for a duplicate. At a million ids that is a
+~3e-8 chance per manifest (n² / 2⁶⁵).
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
+
+
+def id_key(row_id: Any) -> int:
+    """The signed 64-bit digest of a row id (as text) that rows are keyed by.
+
+    The planner's duplicate-id table (:class:`FirstRowTable`) and the journal
+    readers (:mod:`batchtts.ledger.journal`, :mod:`batchtts.ledger.resume`) all
+    use this one. Two different ids with the same digest would be taken for a
+    duplicate: at a million ids that is a ~3e-8 chance per manifest (n² / 2⁶⁵),
+    well below any other reason a row may fail.
+    """
+    data = str(row_id).encode("utf-8", "surrogatepass")
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little", signed=True)
+
 
 _MAX_BLOOM_BITS = 1 << 32  # the two bit positions come from the digest's low and high 32 bits
 _UINT32_MAX = 0xFFFFFFFF

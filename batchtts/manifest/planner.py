@@ -7,14 +7,20 @@ a reason and the job goes on.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from batchtts.manifest.idtable import FirstRowTable
+from batchtts.api.request import (
+    DEFAULT_VOICE,
+    OVERRIDABLE_FIELDS,
+    InvalidRequest,
+    TtsRequest,
+    coerce_field,
+    parse_request,
+)
+from batchtts.manifest.idtable import FirstRowTable, id_key
 from batchtts.manifest.readers import Row
-from batchtts.api.request import DEFAULT_VOICE, OVERRIDABLE_FIELDS, InvalidRequest, TtsRequest, coerce_field, parse_request
 
 #: ``PlannedRow.kind`` for a repeated id (other kinds are the offending field's name).
 DUPLICATE_ID = "duplicate id"
@@ -74,7 +80,7 @@ class RowPlanner:
         if not row.id:
             return PlannedRow(row, None, "id: missing (empty id cell)", "id")
         if self._first_rows is not None:
-            key = _id_digest(row.id)
+            key = id_key(row.id)
             first = self._first_rows.first_or_add(key, row.number)
             if first is not None:
                 self.duplicate_rows += 1
@@ -86,14 +92,3 @@ class RowPlanner:
         except InvalidRequest as exc:
             return PlannedRow(row, None, str(exc), exc.field)
         return PlannedRow(row, request, None)
-
-
-def _id_digest(row_id: str) -> int:
-    """A signed 64-bit digest of an id.
-
-    Two different ids with the same digest would be taken for a duplicate: at a
-    million ids that is a ~3e-8 chance per manifest (n² / 2⁶⁵), well below any
-    other reason a row may fail.
-    """
-    digest = hashlib.blake2b(row_id.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(digest, "little", signed=True)

@@ -14,6 +14,7 @@ defaults for their row, and every other column is carried through untouched.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import decimal
 import json
@@ -23,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from batchtts.errors import ManifestError
 from batchtts.api.request import OVERRIDABLE_FIELDS, coerce_field
+from batchtts.errors import ManifestError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -236,11 +237,8 @@ def _csv_columns(path: Path) -> list[str]:
     _check_unique(path, columns)
     # Open the string-typed reader once and decode its first block, so that a
     # file broken at its start (bad UTF-8, ragged rows) fails here, before any work.
-    with pacsv.open_csv(path, **_csv_options(columns)) as reader:
-        try:
-            reader.read_next_batch()
-        except StopIteration:
-            pass
+    with pacsv.open_csv(path, **_csv_options(columns)) as reader, contextlib.suppress(StopIteration):
+        reader.read_next_batch()
     return columns
 
 

@@ -35,10 +35,7 @@ class _BackoffOrRetryAfter(wait_base):
     def __call__(self, retry_state: RetryCallState) -> float:
         error = retry_state.outcome.exception() if retry_state.outcome else None
         retry_after = error.retry_after if isinstance(error, AttemptError) else None
-        if retry_after is not None:
-            seconds = min(retry_after, self._policy.max_backoff)
-        else:
-            seconds = self._jitter(retry_state)
+        seconds = min(retry_after, self._policy.max_backoff) if retry_after is not None else self._jitter(retry_state)
         return seconds * self._policy.time_scale
 
 

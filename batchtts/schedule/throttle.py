@@ -62,7 +62,7 @@ class Start:
     count it later still.
     """
 
-    __slots__ = ("granted_at", "sent_at", "answered_at", "_clock")
+    __slots__ = ("_clock", "answered_at", "granted_at", "sent_at")
 
     def __init__(self, granted_at: float, clock: Callable[[], float]) -> None:
         self.granted_at = granted_at

@@ -23,7 +23,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +38,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from batchtts.api.request import InvalidRequest, TtsRequest, is_valid_id, parse_request
+from batchtts.api.request import LIVE_PATH, InvalidRequest, TtsRequest, is_valid_id, parse_request
 from batchtts.server.audio import BYTES_PER_SAMPLE, MEDIA_TYPES, encode_view
 from batchtts.server.config import ServerConfig
 from batchtts.server.engines import Engine, get_engine
@@ -53,7 +53,6 @@ from batchtts.server.sse import SseWriter, chunk_size, split_audio
 from batchtts.server.stats import ServerStats
 from batchtts.server.voices import CATALOG
 
-LIVE_PATH = "/waves/v1/tts/live"
 SYNC_PATH = "/waves/v1/tts"
 VOICES_PATH = "/waves/v1/lightning-v3.1/get_voices"
 STATS_PATH = "/_batchtts/stats"
@@ -63,7 +62,7 @@ log = logging.getLogger("batchtts.server")
 
 
 def error_response(
-    status: int, error: str, message: str, headers: dict[str, str] | None = None
+    status: int, error: str, message: str, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
     """A TtsError answer: ``{"error": ..., "message": ...}``."""
     return JSONResponse({"error": error, "message": message}, status_code=status, headers=headers)
@@ -131,7 +130,9 @@ class RequestIdMiddleware:
 class _TrackedStream(StreamingResponse):
     """A streaming response that runs ``on_close`` however it ends (done, fault, disconnect)."""
 
-    def __init__(self, content: AsyncIterator[bytes], *, on_close: Callable[[], None], **kwargs: Any) -> None:
+    def __init__(
+        self, content: AsyncIterator[bytes | memoryview], *, on_close: Callable[[], None], **kwargs: Any
+    ) -> None:
         super().__init__(content, **kwargs)
         self._on_close = on_close
 
@@ -253,7 +254,7 @@ class WavesService:
         pcm = self.engine.synthesize(tts)
         return len(pcm), encode_view(pcm, tts.sample_rate, tts.output_format)
 
-    def _tracked(self, job: _Job, body: AsyncIterator[bytes], **kwargs: Any) -> _TrackedStream:
+    def _tracked(self, job: _Job, body: AsyncIterator[bytes | memoryview], **kwargs: Any) -> _TrackedStream:
         def on_close() -> None:
             job.slot.release()
             self.stats.stream_closed(job.completed)
@@ -341,7 +342,7 @@ class WavesService:
             yield piece
         job.completed = True
 
-    async def _sync_body(self, job: _Job) -> AsyncIterator[bytes]:
+    async def _sync_body(self, job: _Job) -> AsyncIterator[bytes | memoryview]:
         await self._wait_until(job.received_at + self.config.latency)
         if job.fault.kind == "drop":
             self.stats.count_fault("drop")

@@ -35,7 +35,7 @@ _SOUNDFILE_FORMATS: dict[str, tuple[str, str]] = {
 def encode_view(samples: np.ndarray, sample_rate: int, output_format: str) -> bytes | memoryview:
     """Like :func:`encode`, but pcm is a zero-copy view of ``samples``: half the memory for long texts."""
     if output_format == "pcm":
-        return memoryview(np.ascontiguousarray(samples, dtype="<i2")).cast("B")
+        return np.ascontiguousarray(samples, dtype="<i2").data.cast("B")
     return encode(samples, sample_rate, output_format)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from batchtts.server.engines import ENGINE_NAMES
+from batchtts.server.engines import ENGINES
 from batchtts.units import Rate
 
 #: Fault kinds, in the order they are drawn for each request.
@@ -54,8 +54,8 @@ class ServerConfig:
     port: int = DEFAULT_PORT
 
     def __post_init__(self) -> None:
-        if self.engine not in ENGINE_NAMES:
-            raise ValueError(f"engine: {self.engine!r} is not one of {', '.join(ENGINE_NAMES)}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine: {self.engine!r} is not one of {', '.join(ENGINES)}")
         if self.api_key is not None and not self.api_key.strip():
             raise ValueError("api_key: must not be empty")
         if self.concurrency is not None and self.concurrency < 1:

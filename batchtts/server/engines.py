@@ -14,7 +14,8 @@ if TYPE_CHECKING:  # numpy costs ~45 ms to import; `batchtts --help` reaches thi
 
     from batchtts.api.request import TtsRequest
 
-ENGINE_NAMES = ("auto", "synthetic", "espeak")
+#: ``--engine`` choices: ``auto`` is espeak when installed, else synthetic.
+ENGINES: tuple[str, ...] = ("auto", "synthetic", "espeak")
 
 
 class Engine(Protocol):
@@ -28,8 +29,8 @@ class Engine(Protocol):
 
 def get_engine(name: str = "auto") -> Engine:
     """Build the engine called ``name``; ``auto`` prefers espeak when installed."""
-    if name not in ENGINE_NAMES:
-        raise ValueError(f"unknown engine {name!r}; choose one of {', '.join(ENGINE_NAMES)}")
+    if name not in ENGINES:
+        raise ValueError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
     if name in ("auto", "espeak"):
         try:
             from batchtts.server.espeak import EspeakEngine, espeak_available

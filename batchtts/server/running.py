@@ -17,7 +17,7 @@ from batchtts.server.engines import Engine
 from batchtts.server.stats import ServerStats
 
 _START_TIMEOUT = 15.0
-_GRACEFUL_SHUTDOWN = 2.0
+_GRACEFUL_SHUTDOWN = 2  # seconds; uvicorn takes an int
 
 
 def _bind(host: str, port: int) -> socket.socket:

@@ -17,6 +17,9 @@ Layout of ``DIR`` (the ``--out`` folder)::
       .batchtts/journal.prev.jsonl  earlier runs' journal while a run uses it (:mod:`batchtts.ledger.resume`)
       .batchtts/lock            held by the running job (:mod:`batchtts.job.lock`)
 
+This module only names things; creating, syncing and removing files is
+:mod:`batchtts.storage.files`.
+
 A row id is arbitrary text from the manifest, so it is never used as a path
 directly. Ids that are already safe keep their name; every other id gets a
 readable, sanitised prefix plus a hash of the original id (see
@@ -28,15 +31,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import random
 import re
-import sys
 import unicodedata
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import Any
 
+#: ``--file-format`` choices: how a row's PCM audio is stored (:class:`batchtts.audio.AudioSink`).
+FILE_FORMATS: tuple[str, ...] = ("wav", "flac", "raw")
 #: Folder (relative to DIR) that holds the audio files.
 AUDIO_DIR = PurePosixPath("audio")
 #: The audio folder of the LJSpeech layout (``--metadata ljspeech``).
@@ -64,7 +64,7 @@ _WINDOWS_RESERVED = re.compile(r"(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?")
 _UNSAFE_RUN = re.compile(r"[^A-Za-z0-9._-]+")
 _EXTENSION = re.compile(r"[a-z0-9]{1,10}")
 
-#: Temporary names made by :func:`create_temp_file`: ``.<final name>.<8 random>.part``.
+#: Temporary names made by :func:`batchtts.storage.files.create_temp_file`: ``.<final name>.<8 random>.part``.
 TEMP_SUFFIX = ".part"
 TEMP_NAME = re.compile(r"\.(?P<final>.+)\.[a-z0-9_]{8}\.part")
 
@@ -162,68 +162,3 @@ def resolve_inside(out_dir: Path, relative: PurePosixPath | str) -> Path:
     if target == base or not target.is_relative_to(base):
         raise ValueError(f"{str(relative)!r} is not a path inside the output folder")
     return target
-
-
-def create_temp_file(final_path: Path) -> tuple[int, Path]:
-    """Create ``.<final name>.<random>.part`` next to ``final_path``; return (fd, path).
-
-    Same folder, so the final ``os.replace`` is an atomic rename on one file
-    system; a leading dot, so listings of finished files skip it; a name
-    :data:`TEMP_NAME` recognises, so stale ones can be removed after a crash.
-    The folder is made only when it is missing (the first file of a folder):
-    this runs once per row, and a ``mkdir`` per call was a third of its cost.
-    Mode 0666 minus the umask, as for any new file (``mkstemp``'s 0600 would
-    make the finished file private).
-    """
-    folder = final_path.parent
-    prefix = os.path.join(folder, f".{final_path.name}.")
-    for _ in range(100):
-        name = f"{prefix}{''.join(_random.choices(_TEMP_LETTERS, k=8))}{TEMP_SUFFIX}"
-        try:
-            return os.open(name, _TEMP_FLAGS, 0o666), Path(name)
-        except FileExistsError:
-            continue
-        except FileNotFoundError:
-            folder.mkdir(parents=True, exist_ok=True)
-            try:
-                return os.open(name, _TEMP_FLAGS, 0o666), Path(name)
-            except FileExistsError:
-                continue
-    raise FileExistsError(f"no free temporary name beside {final_path}")
-
-
-_TEMP_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
-_TEMP_LETTERS = "abcdefghijklmnopqrstuvwxyz0123456789_"  # what TEMP_NAME accepts
-_random = random.Random()  # names need only be unlikely to clash: O_EXCL makes sure
-
-
-def fsync_folder(folder: str | Path) -> None:
-    """Make the renames into ``folder`` durable (a no-op where folders cannot be opened: Windows)."""
-    if sys.platform == "win32":
-        return
-    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-@contextmanager
-def atomic_file(final_path: Path, mode: str = "w", **open_kwargs: Any) -> Iterator[Any]:
-    """Open a temp file beside ``final_path``; fsync and rename it into place only if the body succeeds.
-
-    Every whole file the runner writes (results, summary, chapters, metadata)
-    goes through here, so each appears whole or not at all. Text modes are UTF-8.
-    """
-    if "b" not in mode:
-        open_kwargs.setdefault("encoding", "utf-8")
-    fd, temp = create_temp_file(final_path)
-    try:
-        with os.fdopen(fd, mode, **open_kwargs) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, final_path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise

@@ -1,4 +1,5 @@
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from batchtts.api.ids import id_digest, new_run_token, request_id_for
 from batchtts.api.request import is_valid_id

@@ -9,14 +9,21 @@ import numpy as np
 import pytest
 import soundfile
 
-from batchtts.job.shaping.chapters import Chapter, chapters_from_spans, escape, ffmetadata, frames_to_ms, parse_ffmetadata
-from batchtts.job.shaping.fanout import fan_out, parse_voices, request_key
+from batchtts.api.request import TtsRequest
 from batchtts.audio.join import JoinError, gap_frames, join_files
-from batchtts.storage.names import relative_audio_path, shard_folders
-from batchtts.manifest.readers import Row
+from batchtts.job.shaping.chapters import (
+    Chapter,
+    chapters_from_spans,
+    escape,
+    ffmetadata,
+    frames_to_ms,
+    parse_ffmetadata,
+)
+from batchtts.job.shaping.fanout import fan_out, parse_voices, request_key
 from batchtts.job.shaping.parts import PartInfo, PartStore, request_fingerprint
 from batchtts.manifest.planner import PlannedRow
-from batchtts.api.request import TtsRequest
+from batchtts.manifest.readers import Row
+from batchtts.storage.names import relative_audio_path, shard_folders
 
 
 def write_part(path: Path, samples: np.ndarray, rate: int = 16000, subtype: str = "PCM_16") -> Path:

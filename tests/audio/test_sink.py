@@ -14,9 +14,10 @@ import soundfile as sf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from batchtts.audio.codecs import MalformedAudio
+from batchtts.audio.sink import FILE_FORMATS, AudioSink
 from batchtts.errors import StreamIncomplete
-from batchtts.storage.names import create_temp_file
-from batchtts.audio.sink import FILE_FORMATS, AudioSink, MalformedAudio, remove_stale_temp_files
+from batchtts.storage.files import create_temp_file, remove_stale_temp_files
 
 RATE = 16000
 OUTPUT_FORMATS = ("pcm", "wav", "mp3", "ulaw", "alaw")

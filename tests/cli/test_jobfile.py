@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from batchtts.cli import main
-from batchtts.cli.run import run as run_command
 from batchtts.cli.jobfile import TABLES, load_job_file, option_keys
+from batchtts.cli.run import run as run_command
 from tests.nightly_support import REPO, assert_file_exact, starts, summary
 from tests.runner_support import TEST_KEY, write_csv
 

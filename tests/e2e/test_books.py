@@ -17,11 +17,11 @@ import numpy as np
 import pyarrow.csv as pacsv
 import pytest
 
-from batchtts.job.shaping.chapters import parse_ffmetadata
-from batchtts.audio.join import gap_frames
 from batchtts.api.request import is_valid_id
-from batchtts.ledger.results import results_schema
+from batchtts.audio.join import gap_frames
+from batchtts.job.shaping.chapters import parse_ffmetadata
 from batchtts.job.shaping.textsplit import split_text
+from batchtts.ledger.writers import results_schema
 from batchtts.units import Rate
 from tests.runner_support import (
     FAST_BACKOFF,

@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from batchtts.api.request import TtsRequest
-from batchtts.ledger.results import Journal, RowResult
+from batchtts.job.shaping.parts import request_fingerprint
+from batchtts.ledger import Journal, RowResult
 from batchtts.ledger.resume import EarlierRuns, ResumeIndex, compact_journals, row_fingerprint
 from tests.nightly_support import assert_file_exact, journal_state, starts, summary, temp_files
 from tests.runner_support import read_int16, run_job, write_csv
@@ -201,6 +202,26 @@ def test_the_fingerprint_covers_every_field_that_shapes_the_audio():
     assert len(prints) == len(variants) and fingerprint not in prints
     assert row_fingerprint(base, "flac") != fingerprint
     assert row_fingerprint(base, "wav", {"max_chars": 500}) != fingerprint
+
+
+def test_fingerprints_keep_the_values_earlier_versions_wrote():
+    """Reruns compare fingerprints with journals and part stores written by older versions: pinned values."""
+    odd = TtsRequest(
+        text='H\u00e9llo, "world" \u2014 ok. \ud800',  # non-ASCII, quotes, a lone surrogate
+        voice_id="emily",
+        sample_rate=24000,
+        speed=1.25,
+        language="en",
+        pronunciation_dicts=("d1", "d0"),
+        session_id="s",
+        request_id="r",
+    )
+    shaped = {"max_chars": 500, "join_gap_ms": 250, "id": "ch-1", "order": "2", "title": None}
+    assert row_fingerprint(TtsRequest(text="Hello."), "wav") == "f1f46dac4949d937a30dc7064e173951"
+    assert row_fingerprint(odd, "wav") == "2f0b53bd616ee1b6059ed17848d09369"
+    assert row_fingerprint(odd, "flac", shaped) == "2006ca3c091facd46d35ca4030f8634e"
+    assert request_fingerprint(TtsRequest(text="Hello.")) == "33ab8d4464163f11c4fa8b2ceea3d2ac"
+    assert request_fingerprint(odd) == "9e14db3c0f3ae6449bb128c888a4c993"
 
 
 def _entry(number: int, status: str = "ok", fingerprint: str | None = "ab" * 16, row_id: str | None = None) -> dict:

@@ -21,8 +21,8 @@ import pytest
 
 from batchtts.audio import commit as commit_module
 from batchtts.audio import sink as sink_module
-from batchtts.ledger.results import Journal, RowResult
 from batchtts.audio.sink import AudioSink
+from batchtts.ledger import Journal, RowResult
 from tests.nightly_support import REPO, finish, journal_state, settle, starts, summary, temp_files, wait_until
 from tests.runner_support import TEST_KEY, run_job, write_csv
 
@@ -169,7 +169,7 @@ def spawn_lingering(manifest: Path, out: Path, base_url: str, *args: str, logs: 
     argv = [sys.executable, "-c", code, "run", str(manifest), "--out", str(out), "--progress", "off",
             "--base-url", base_url, *args]  # fmt: skip
     env = {**os.environ, "SMALLEST_API_KEY": TEST_KEY, "BATCHTTS_BASE_URL": ""}
-    return subprocess.Popen(argv, cwd=REPO, env=env, stdout=open(f"{logs}.out", "wb"), stderr=open(f"{logs}.err", "wb"))  # noqa: SIM115
+    return subprocess.Popen(argv, cwd=REPO, env=env, stdout=open(f"{logs}.out", "wb"), stderr=open(f"{logs}.err", "wb"))
 
 
 #: Streams of ~0.2 s (as in test_shutdown): rows finish one after another.

@@ -126,12 +126,12 @@ def test_a_limit_run_lists_every_row_in_order_catches_late_duplicates_and_a_reru
     results lines that come too late for the window (rows that finish after the
     rows behind them were recorded pending).
     """
+    from batchtts.ledger import journal as journal_module
     from batchtts.manifest import planner as plan
-    from batchtts.ledger import results
     from batchtts.manifest.idtable import FirstRowTable
 
     monkeypatch.setattr(plan, "FirstRowTable", lambda: FirstRowTable(front_size=4, level_size=16, bloom_bits=64))
-    monkeypatch.setattr(results, "ORDER_WINDOW", 2)
+    monkeypatch.setattr(journal_module, "ORDER_WINDOW", 2)
     rows = [{"id": f"r{n}", "text": "Word " * (1 + n % 5) + f"number {n}."} for n in range(1, 91)]
     duplicates = {20: "r3", 70: "r50", 88: "r3"}  # row -> the id it repeats: one before the limit's rows end, two far after
     for number, repeated in duplicates.items():

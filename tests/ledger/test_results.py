@@ -16,18 +16,15 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 import pytest
 
-from batchtts.ledger import results
 from batchtts.errors import UsageError
-from batchtts.ledger.results import (
-    RESULT_COLUMNS,
-    Journal,
-    RowResult,
-    final_entries,
+from batchtts.ledger import journal as journal_module
+from batchtts.ledger import writers as writers_module
+from batchtts.ledger.entry import RESULT_COLUMNS, VARIANT_KEY, RowResult, to_iso_utc, utc_now_iso
+from batchtts.ledger.journal import Journal, final_entries
+from batchtts.ledger.writers import (
     infer_carried_types,
     output_names,
     results_schema,
-    to_iso_utc,
-    utc_now_iso,
     write_journal_results,
     write_results,
 )
@@ -144,7 +141,7 @@ def test_journal_round_trip_and_each_row_is_flushed_at_once(tmp_path: Path) -> N
 def test_fsync_in_batches_and_on_close(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
     real_fsync = os.fsync
-    monkeypatch.setattr(results.os, "fsync", lambda fd: (calls.append(fd), real_fsync(fd))[1])
+    monkeypatch.setattr(journal_module.os, "fsync", lambda fd: (calls.append(fd), real_fsync(fd))[1])
     journal = Journal(tmp_path / "j.jsonl", fsync_every=3, fsync_seconds=3600)
     for number in range(1, 8):
         journal.append(ok_row(number))
@@ -167,7 +164,7 @@ def test_torn_last_line_is_ignored_then_removed(tmp_path: Path) -> None:
     with open(path, "ab") as handle:  # a crash in the middle of writing row 3
         handle.write(b'{"id":"r3","row":3,"status":"o')
     with open(path, "rb") as handle:
-        assert [e["id"] for _, e in results._read_entries(path)] == ["r1", "r2"]
+        assert [e["id"] for _, e in journal_module._read_entries(path)] == ["r1", "r2"]
         assert handle.read().endswith(b'"o')
     with Journal(path) as journal:  # the next run starts clean
         assert path.read_bytes() == whole
@@ -212,8 +209,8 @@ def test_lone_surrogates_survive_the_journal_and_the_results(tmp_path: Path) -> 
 )
 def test_journal_lines_parse_as_json_reads_them(entry: dict[str, Any]) -> None:
     """orjson first, json for what orjson refuses (infinities, big ints, lone surrogates): the same values."""
-    line = results._encode_line(entry)
-    assert results.parse_line(line) == json.loads(line.decode("utf-8", "surrogatepass")) == entry
+    line = journal_module._encode_line(entry)
+    assert journal_module.parse_line(line) == json.loads(line.decode("utf-8", "surrogatepass")) == entry
 
 
 # --- final entries ---------------------------------------------------------------------
@@ -244,7 +241,7 @@ def test_stragglers_and_rewrites_land_in_row_order_with_the_latest_winning(tmp_p
     """A run's journal: rows a few places late, some far late, pending rows written then finished."""
     import random
 
-    monkeypatch.setattr(results, "ORDER_WINDOW", window)
+    monkeypatch.setattr(journal_module, "ORDER_WINDOW", window)
     rng = random.Random(window)
     numbers = list(range(1, 401))
     for start in range(0, 400, 8):  # workers finish rows a few places out of order
@@ -265,7 +262,7 @@ def test_stragglers_and_rewrites_land_in_row_order_with_the_latest_winning(tmp_p
             expected[(number, None)] = f"again {number}"
         for variant in (1, 0):  # a fan-out's variants of row 7, in variant order
             result = failed_row(7, error=f"variant {variant}")
-            result.extra[results.VARIANT_KEY] = variant
+            result.extra[VARIANT_KEY] = variant
             journal.append(result)
             expected[(7, variant)] = f"variant {variant}"
         entries = list(final_entries(journal))
@@ -420,7 +417,7 @@ def test_write_journal_results_end_to_end(tmp_path: Path, fmt: str) -> None:
 
 
 def test_results_are_written_in_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(results, "WRITE_BATCH_ROWS", 7)
+    monkeypatch.setattr(writers_module, "WRITE_BATCH_ROWS", 7)
     consumed: list[int] = []
 
     def entries():
@@ -435,8 +432,8 @@ def test_results_are_written_in_batches(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 def test_parquet_row_groups_gather_several_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(results, "WRITE_BATCH_ROWS", 7)
-    monkeypatch.setattr(results, "PARQUET_ROW_GROUP_ROWS", 20)
+    monkeypatch.setattr(writers_module, "WRITE_BATCH_ROWS", 7)
+    monkeypatch.setattr(writers_module, "PARQUET_ROW_GROUP_ROWS", 20)
     entries = (ok_row(number).to_entry() for number in range(1, 51))
     assert write_results(entries, tmp_path / "r.parquet", carried_columns=[]) == 50
     meta = pq.ParquetFile(tmp_path / "r.parquet").metadata

@@ -9,8 +9,8 @@ import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
-from batchtts.manifest.arrowpool import POOL_VARIABLE, use_system_allocator
 from batchtts.cli import main
+from batchtts.manifest.arrowpool import POOL_VARIABLE, use_system_allocator
 
 
 @pytest.fixture

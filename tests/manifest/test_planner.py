@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from batchtts.manifest.readers import Row, open_manifest
-from batchtts.manifest.planner import DUPLICATE_ID, PlannedRow, RowPlanner
 from batchtts.api.request import DEFAULT_MODEL, DEFAULT_SAMPLE_RATE, DEFAULT_VOICE, InvalidRequest, TtsRequest
+from batchtts.manifest.planner import DUPLICATE_ID, PlannedRow, RowPlanner
+from batchtts.manifest.readers import Row, open_manifest
 
 
 def row(number: int = 1, text: Any = "hello", row_id: str | None = None, **fields: Any) -> Row:

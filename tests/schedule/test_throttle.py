@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import anyio
 import anyio.lowlevel
@@ -268,7 +268,7 @@ def test_parse_deadline(text: str, seconds: float) -> None:
 
 def test_a_deadline_with_an_offset_is_that_instant() -> None:
     deadline = parse_deadline("2026-11-25T05:00Z", now=NIGHT)
-    assert deadline.at == datetime(2026, 11, 25, 5, 0, tzinfo=timezone.utc)
+    assert deadline.at == datetime(2026, 11, 25, 5, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("text", ["soon", "25:00", "12:75", "2026-13-01T00:00", "", "-5m"])

@@ -9,12 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from batchtts.storage.files import create_temp_file, remove_stale_results_temp
 from batchtts.storage.names import (
     AUDIO_DIR,
     HASH_SEPARATOR,
     TEMP_NAME,
     audio_file_stem,
-    create_temp_file,
     id_hash,
     is_safe_id,
     relative_audio_path,
@@ -180,6 +180,31 @@ def test_temp_files_are_hidden_next_to_the_target(tmp_path: Path) -> None:
     assert TEMP_NAME.fullmatch(temp.name) and temp.name.startswith(".x.wav.")
     # A finished file's name never looks like a temp name (it never starts with a dot).
     assert not TEMP_NAME.fullmatch(relative_audio_path(".x.wav.abcdefgh.part", "wav").name)
+
+
+def test_stale_results_temp_files_outside_the_output_folder_are_removed(tmp_path: Path) -> None:
+    out, elsewhere = tmp_path / "out", tmp_path / "reports"
+    out.mkdir()
+    elsewhere.mkdir()
+    results = elsewhere / "night.parquet"
+    stale = []
+    for _ in range(2):
+        fd, temp = create_temp_file(results)
+        os.close(fd)
+        stale.append(temp)
+    fd, other = create_temp_file(elsewhere / "day.parquet")  # another results file's: not ours to remove
+    os.close(fd)
+    keep = [other, elsewhere / ".night.parquet.part", elsewhere / "night.parquet"]
+    for path in keep[1:]:
+        path.write_bytes(b"x")
+    assert remove_stale_results_temp(results, out) == 2
+    assert not any(t.exists() for t in stale) and all(p.exists() for p in keep)
+    assert remove_stale_results_temp(results, out) == 0
+    inside = out / "results.parquet"  # inside DIR: remove_stale_temp_files covers it
+    fd, temp = create_temp_file(inside)
+    os.close(fd)
+    assert remove_stale_results_temp(inside, out) == 0 and temp.exists()
+    assert remove_stale_results_temp(tmp_path / "missing" / "r.parquet", out) == 0
 
 
 def test_temp_files_get_ordinary_permissions(tmp_path: Path) -> None:

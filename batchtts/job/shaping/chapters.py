@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from batchtts.storage.names import atomic_file
+from batchtts.storage import atomic_file
 
 HEADER = ";FFMETADATA1"
 EXTENSION = "ffmeta"

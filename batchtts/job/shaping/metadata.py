@@ -35,7 +35,7 @@ from typing import Any, TextIO
 from batchtts.api.request import OVERRIDABLE_FIELDS, TtsRequest
 from batchtts.manifest.planner import RowPlanner
 from batchtts.manifest.readers import Manifest, Row
-from batchtts.storage.names import LJSPEECH_AUDIO_DIR, atomic_file
+from batchtts.storage import LJSPEECH_AUDIO_DIR, atomic_file
 
 log = logging.getLogger("batchtts")
 

@@ -19,13 +19,12 @@ is still reused, with an unknown request id.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
-from batchtts.api.request import TtsRequest
-from batchtts.storage.names import atomic_file
+from batchtts.api.request import TtsRequest, canonical_digest
+from batchtts.storage import atomic_file
 
 #: Where parts live, relative to the output folder.
 PARTS_DIR = PurePosixPath(".batchtts/parts")
@@ -34,12 +33,10 @@ PARTS_DIR = PurePosixPath(".batchtts/parts")
 def request_fingerprint(request: TtsRequest) -> str:
     """32 hex digits of BLAKE2b over the request fields that shape the audio.
 
-    Canonical JSON (sorted keys, no spaces), so the same request gives the
-    same fingerprint in every run and on every machine.
+    Canonical JSON (sorted keys, no spaces: :func:`batchtts.api.request.canonical_digest`),
+    so the same request gives the same fingerprint in every run and on every machine.
     """
-    fields = request.fingerprint_fields()
-    canonical = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=list)
-    return hashlib.blake2b(canonical.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+    return canonical_digest(request.fingerprint_fields())
 
 
 @dataclass(frozen=True, slots=True)
