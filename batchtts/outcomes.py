@@ -86,8 +86,7 @@ _STOPS: dict[StopReason, tuple[ExitStatus, str]] = {
     StopReason.INTERRUPTED: (ExitStatus.SIGINT, "rerun the same command to finish the remaining rows"),
     StopReason.DEADLINE: (
         ExitStatus.STOPPED_BY_LIMIT,
-        "rerun the same command to do the pending rows "
-        "(a --deadline given as a date and time must be moved later)",
+        "rerun the same command to do the pending rows (a --deadline given as a date and time must be moved later)",
     ),
     StopReason.BUDGET: (
         ExitStatus.STOPPED_BY_LIMIT,

@@ -59,8 +59,12 @@ def span(results: Path, warmup: int = 0, tail: int = 0) -> dict[str, float]:
     columns = ["status", "started_at", "finished_at", "audio_seconds"]
     rows = pq.read_table(results, columns=columns).to_pylist()
     ok = [r for r in rows if r["status"] == "ok"]
-    figures = {"ok": len(ok), "rows_per_second": 0.0, "steady_rows_per_second": 0.0,
-               "audio_seconds": sum(r["audio_seconds"] or 0 for r in ok) / max(1, len(ok))}
+    figures = {
+        "ok": len(ok),
+        "rows_per_second": 0.0,
+        "steady_rows_per_second": 0.0,
+        "audio_seconds": sum(r["audio_seconds"] or 0 for r in ok) / max(1, len(ok)),
+    }
     if len(ok) < 2:
         return figures
 

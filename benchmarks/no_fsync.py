@@ -18,7 +18,7 @@ os.fsync = os.fdatasync = lambda fd: None
 
 import batchtts.audio.commit  # noqa: E402  (after the os patch: batchtts.storage.files binds fdatasync at import)
 
-batchtts.audio.commit._load_syncfs = lambda: (lambda fd: 0)
+batchtts.audio.commit._load_syncfs = lambda: lambda fd: 0
 
 if __name__ == "__main__":
     from batchtts.cli import main

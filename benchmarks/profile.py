@@ -32,15 +32,34 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     manifest, _ = write_workload(work, args.rows)
     with Server("--latency", str(args.latency)) as server:
-        run = ["run", str(manifest), "--out", str(fresh(work / "profile-out")), "--base-url", server.url,
-               "--concurrency", str(args.concurrency), "--sample-rate", "24000", "--file-format", "raw",
-               "--progress", "off", "-q"]
+        run = [
+            "run",
+            str(manifest),
+            "--out",
+            str(fresh(work / "profile-out")),
+            "--base-url",
+            server.url,
+            "--concurrency",
+            str(args.concurrency),
+            "--sample-rate",
+            "24000",
+            "--file-format",
+            "raw",
+            "--progress",
+            "off",
+            "-q",
+        ]
         session = out / "profile.pyisession"
-        subprocess.run([PYTHON, "-m", "pyinstrument", "-r", "session", "-o", str(session), "-m", "batchtts", *run],
-                       check=True, env={**os.environ, **RUN_ENV})
+        subprocess.run(
+            [PYTHON, "-m", "pyinstrument", "-r", "session", "-o", str(session), "-m", "batchtts", *run],
+            check=True,
+            env={**os.environ, **RUN_ENV},
+        )
     for renderer, name, extra in (("html", "profile.html", []), ("text", "profile.txt", ["-p", "flat=true"])):
-        subprocess.run([PYTHON, "-m", "pyinstrument", "--load", str(session), "-r", renderer, *extra,
-                        "-o", str(out / name)], check=True)
+        subprocess.run(
+            [PYTHON, "-m", "pyinstrument", "--load", str(session), "-r", renderer, *extra, "-o", str(out / name)],
+            check=True,
+        )
     print(f"profile: {out / 'profile.html'} and {out / 'profile.txt'}")
     return 0
 

@@ -48,8 +48,25 @@ DATA = HERE / "data.py"
 PYTHON = sys.executable
 KEY = "bench-key"
 SECTIONS = ("startup", "floor", "throughput", "memory")
-PACKAGES = ("batchtts", "httpx", "httpcore", "h11", "anyio", "sniffio", "orjson", "pybase64", "pyarrow",
-            "numpy", "soundfile", "tenacity", "click", "rich", "uvicorn", "starlette", "psutil")
+PACKAGES = (
+    "batchtts",
+    "httpx",
+    "httpcore",
+    "h11",
+    "anyio",
+    "sniffio",
+    "orjson",
+    "pybase64",
+    "pyarrow",
+    "numpy",
+    "soundfile",
+    "tenacity",
+    "click",
+    "rich",
+    "uvicorn",
+    "starlette",
+    "psutil",
+)
 
 
 # --- configuration --------------------------------------------------------------------------
@@ -113,8 +130,14 @@ class Measured:
         return self.user + self.system
 
 
-def measure(argv: list[str], *, env: dict[str, str] | None = None, server: Server | None = None,
-            quiet: bool = True, ok_codes: tuple[int, ...] = (0,)) -> Measured:
+def measure(
+    argv: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    server: Server | None = None,
+    quiet: bool = True,
+    ok_codes: tuple[int, ...] = (0,),
+) -> Measured:
     """Run ``argv`` to the end; its own CPU and peak RSS come from wait4 (children of it included).
 
     The page cache is written back first (``os.sync``): otherwise the dirty pages
@@ -133,8 +156,14 @@ def measure(argv: list[str], *, env: dict[str, str] | None = None, server: Serve
     if proc.stderr:
         proc.stderr.close()
     after = server.cpu() if server else None
-    result = Measured(proc.returncode, wall, usage.ru_utime, usage.ru_stime, usage.ru_maxrss / 1024,
-                      None if before is None or after is None else after - before)
+    result = Measured(
+        proc.returncode,
+        wall,
+        usage.ru_utime,
+        usage.ru_stime,
+        usage.ru_maxrss / 1024,
+        None if before is None or after is None else after - before,
+    )
     if proc.returncode not in ok_codes:
         raise RuntimeError(f"{shlex.join(argv)} exited {proc.returncode}:\n{stderr[-2000:]}")
     return result
@@ -194,8 +223,7 @@ def batchtts(*args: str) -> list[str]:
 
 def run_argv(manifest: Path, out: Path, server: Server, *args: str) -> list[str]:
     fresh(out)
-    return batchtts("run", str(manifest), "--out", str(out), "--base-url", server.url,
-                    "--progress", "off", "-q", *args)
+    return batchtts("run", str(manifest), "--out", str(out), "--base-url", server.url, "--progress", "off", "-q", *args)
 
 
 RUN_ENV = {"SMALLEST_API_KEY": KEY, "BATCHTTS_BASE_URL": ""}
@@ -232,8 +260,9 @@ def write_parquet(path: Path, n: int, text: str | None = None) -> Path:
 
 def span(results: Path, warmup: int = 0, tail: int = 0) -> dict[str, float]:
     """The run's throughput figures (see ``data.span``), computed in a pyarrow process."""
-    out = subprocess.run([PYTHON, str(DATA), "span", str(results), str(warmup), str(tail)],
-                         check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [PYTHON, str(DATA), "span", str(results), str(warmup), str(tail)], check=True, capture_output=True, text=True
+    )
     return json.loads(out.stdout)
 
 
@@ -269,8 +298,9 @@ def bench_startup(cfg: Config, work: Path) -> list[Figure]:
         for _ in range(cfg.startup_runs):
             walls.append(measure([*argv, *extra]).wall)
         ms = median(walls) * 1000
-        figures.append(Figure("startup", label, f"{ms:.0f} ms", "< 300 ms", ms < 300,
-                              {"wall_ms": [w * 1000 for w in walls]}))
+        figures.append(
+            Figure("startup", label, f"{ms:.0f} ms", "< 300 ms", ms < 300, {"wall_ms": [w * 1000 for w in walls]})
+        )
     return figures
 
 
@@ -280,16 +310,49 @@ def bench_floor(cfg: Config, work: Path) -> list[Figure]:
     small = c  # one wave of rows: start-up, imports and connections, almost no rows
     big_manifest, big_lines = write_workload(work, n)
     small_manifest, small_lines = write_workload(work, small)
-    runner_args = ["--concurrency", str(c), "--rate", cfg.floor_pacing, "--max-attempts", "5",
-                   "--sample-rate", "24000", "--file-format", "raw"]
-    kinds = ("floor", "floor_small", "fast", "fast_small", "runner", "runner_small", "runner_wav",
-             "no_fsync", "no_fsync_small")
+    runner_args = [
+        "--concurrency",
+        str(c),
+        "--rate",
+        cfg.floor_pacing,
+        "--max-attempts",
+        "5",
+        "--sample-rate",
+        "24000",
+        "--file-format",
+        "raw",
+    ]
+    kinds = (
+        "floor",
+        "floor_small",
+        "fast",
+        "fast_small",
+        "runner",
+        "runner_small",
+        "runner_wav",
+        "no_fsync",
+        "no_fsync_small",
+    )
     samples: dict[str, list[Measured]] = {k: [] for k in kinds}
 
     def floor(lines: Path, server: Server, *extra: str) -> Measured:
         out = fresh(work / "floor-out")
-        return measure([PYTHON, str(FLOOR), str(lines), str(out), "--base-url", server.url,
-                        "--concurrency", str(c), "--sample-rate", "24000", *extra], server=server)
+        return measure(
+            [
+                PYTHON,
+                str(FLOOR),
+                str(lines),
+                str(out),
+                "--base-url",
+                server.url,
+                "--concurrency",
+                str(c),
+                "--sample-rate",
+                "24000",
+                *extra,
+            ],
+            server=server,
+        )
 
     def runner(manifest: Path, server: Server, *extra: str, no_fsync: bool = False) -> Measured:
         argv = run_argv(manifest, work / "runner-out", server, *runner_args, *extra)
@@ -334,29 +397,51 @@ def bench_floor(cfg: Config, work: Path) -> list[Figure]:
     ratio = paired_ratio()
     raw = {k: [asdict(m) for m in v] for k, v in samples.items()}
     chunks = audio_seconds / 0.1
-    setup = (f"{n} rows, concurrency {c}, 24 kHz pcm, {audio_seconds:.1f} s of audio per row on average "
-             f"(~{chunks:.0f} SSE frames of 100 ms), written raw; the runner with `--rate {cfg.floor_pacing}` "
-             "(pacing on, not binding), `--max-attempts 5`, journal and results")
+    setup = (
+        f"{n} rows, concurrency {c}, 24 kHz pcm, {audio_seconds:.1f} s of audio per row on average "
+        f"(~{chunks:.0f} SSE frames of 100 ms), written raw; the runner with `--rate {cfg.floor_pacing}` "
+        "(pacing on, not binding), `--max-attempts 5`, journal and results"
+    )
     return [
         Figure("floor", "workload", setup, raw=raw),
         Figure("floor", "floor (stdlib json + base64): client CPU per row, marginal", f"{floor_marginal:.2f} ms"),
         Figure("floor", "floor with orjson + pybase64: client CPU per row, marginal", f"{fast_marginal:.2f} ms"),
         Figure("floor", "runner: client CPU per row, marginal", f"{runner_marginal:.2f} ms"),
-        Figure("floor", "**runner ÷ floor**, marginal (median of the rounds' ratios)", f"{ratio:.2f}x", "≤ 1.1x",
-               ratio <= 1.1, {"ratios": [r / f for r, f in zip(marginals("runner"), marginals("floor"), strict=True)]}),
-        Figure("floor", "the same, user CPU only (system time is the noisy part on this VM)",
-               f"{paired_ratio('user'):.2f}x"),
+        Figure(
+            "floor",
+            "**runner ÷ floor**, marginal (median of the rounds' ratios)",
+            f"{ratio:.2f}x",
+            "≤ 1.1x",
+            ratio <= 1.1,
+            {"ratios": [r / f for r, f in zip(marginals("runner"), marginals("floor"), strict=True)]},
+        ),
+        Figure(
+            "floor",
+            "the same, user CPU only (system time is the noisy part on this VM)",
+            f"{paired_ratio('user'):.2f}x",
+        ),
         Figure("floor", "runner ÷ floor with orjson + pybase64, marginal", f"{runner_marginal / fast_marginal:.2f}x"),
-        Figure("floor", "runner with fsync a no-op (`benchmarks/no_fsync.py`; attribution only): marginal, "
-               "and ÷ floor", f"{marginal('no_fsync'):.2f} ms ({marginal('no_fsync') / floor_marginal:.2f}x)"),
-        Figure("floor", "floor / runner: client CPU per row, whole process (start-up included)",
-               f"{per_row('floor'):.2f} ms / {per_row('runner'):.2f} ms "
-               f"({per_row('runner') / per_row('floor'):.2f}x)"),
-        Figure("floor", "start-up and shutdown, whole process (floor / runner)",
-               f"{median([m.cpu for m in samples['floor_small']]) - small * floor_marginal / 1000:.2f} s / "
-               f"{median([m.cpu for m in samples['runner_small']]) - small * runner_marginal / 1000:.2f} s"),
-        Figure("floor", "runner with `--file-format wav` (the default): CPU per row, whole process",
-               f"{per_row('runner_wav'):.2f} ms"),
+        Figure(
+            "floor",
+            "runner with fsync a no-op (`benchmarks/no_fsync.py`; attribution only): marginal, and ÷ floor",
+            f"{marginal('no_fsync'):.2f} ms ({marginal('no_fsync') / floor_marginal:.2f}x)",
+        ),
+        Figure(
+            "floor",
+            "floor / runner: client CPU per row, whole process (start-up included)",
+            f"{per_row('floor'):.2f} ms / {per_row('runner'):.2f} ms ({per_row('runner') / per_row('floor'):.2f}x)",
+        ),
+        Figure(
+            "floor",
+            "start-up and shutdown, whole process (floor / runner)",
+            f"{median([m.cpu for m in samples['floor_small']]) - small * floor_marginal / 1000:.2f} s / "
+            f"{median([m.cpu for m in samples['runner_small']]) - small * runner_marginal / 1000:.2f} s",
+        ),
+        Figure(
+            "floor",
+            "runner with `--file-format wav` (the default): CPU per row, whole process",
+            f"{per_row('runner_wav'):.2f} ms",
+        ),
         Figure("floor", "server CPU per row (for scale)", f"{server_per_row('runner'):.2f} ms"),
     ]
 
@@ -373,8 +458,22 @@ def bench_throughput(cfg: Config, work: Path) -> list[Figure]:
         for _ in range(cfg.runs):
             server.reset_stats()
             out = work / "rate-out"
-            measure(run_argv(manifest, out, server, "--rate", f"{r}/s", "--concurrency", str(c),
-                             "--sample-rate", "24000", "--file-format", "raw"), env=RUN_ENV)
+            measure(
+                run_argv(
+                    manifest,
+                    out,
+                    server,
+                    "--rate",
+                    f"{r}/s",
+                    "--concurrency",
+                    str(c),
+                    "--sample-rate",
+                    "24000",
+                    "--file-format",
+                    "raw",
+                ),
+                env=RUN_ENV,
+            )
             figures_run = span(out / "results.parquet", warmup=warmup, tail=warmup)
             if figures_run["ok"] != n:
                 raise RuntimeError(f"rate run: {figures_run['ok']} of {n} rows ok")
@@ -382,14 +481,24 @@ def bench_throughput(cfg: Config, work: Path) -> list[Figure]:
             whole.append(figures_run["rows_per_second"] / r)
             refused.append(server.stats().get("rate_limited", 0))
     ratio = median(steady)
-    figures.append(Figure(
-        "throughput", f"server limited to R = {r} requests/s, runner `--rate {r}/s --concurrency {c}`, {n} rows: "
-        f"rows/s ÷ R, between the first {warmup} rows and the last {warmup}",
-        f"{ratio:.3f} ({ratio * r:.1f} rows/s; {int(median(refused))} answered 429)",
-        "≥ 0.98", ratio >= 0.98, {"steady": steady, "whole": whole, "refused": refused}))
-    figures.append(Figure(
-        "throughput", "the same, from the first request to the last row done (start and the last rows' 0.5 s included)",
-        f"{median(whole):.3f}"))
+    figures.append(
+        Figure(
+            "throughput",
+            f"server limited to R = {r} requests/s, runner `--rate {r}/s --concurrency {c}`, {n} rows: "
+            f"rows/s ÷ R, between the first {warmup} rows and the last {warmup}",
+            f"{ratio:.3f} ({ratio * r:.1f} rows/s; {int(median(refused))} answered 429)",
+            "≥ 0.98",
+            ratio >= 0.98,
+            {"steady": steady, "whole": whole, "refused": refused},
+        )
+    )
+    figures.append(
+        Figure(
+            "throughput",
+            "the same, from the first request to the last row done (start and the last rows' 0.5 s included)",
+            f"{median(whole):.3f}",
+        )
+    )
     # 2. A latency-bound server: each stream takes L seconds and the account allows C at once,
     #    so at best C/L rows/s. Short rows (~1.6 s of audio, 16 frames), so the CPU is not the bound.
     n = cfg.latency_rows
@@ -401,8 +510,12 @@ def bench_throughput(cfg: Config, work: Path) -> list[Figure]:
             for _ in range(cfg.runs):
                 server.reset_stats()
                 out = work / "latency-out"
-                m = measure(run_argv(manifest, out, server, "--concurrency", str(c), "--sample-rate", "24000",
-                                     "--file-format", "raw"), env=RUN_ENV)
+                m = measure(
+                    run_argv(
+                        manifest, out, server, "--concurrency", str(c), "--sample-rate", "24000", "--file-format", "raw"
+                    ),
+                    env=RUN_ENV,
+                )
                 figures_run = span(out / "results.parquet", warmup=c)
                 if figures_run["ok"] != n:
                     raise RuntimeError(f"latency run: {figures_run['ok']} of {n} rows ok")
@@ -413,20 +526,44 @@ def bench_throughput(cfg: Config, work: Path) -> list[Figure]:
                 refused.append(server.stats().get("rate_limited", 0))
         ratio = median(steady)
         per_row_cpu[c] = median(cpus)
-        figures.append(Figure(
-            "throughput", f"latency-bound server (L = {latency:g} s, at most C = {c} streams), "
-            f"`--concurrency {c}`, {n} rows: rows/s ÷ (C/L), once all streams are busy",
-            f"{ratio:.3f} ({ratio * c / latency:.1f} of {c / latency:.0f} rows/s; "
-            f"{int(median(refused))} answered 429)", "≥ 0.95", ratio >= 0.95, {"steady": steady, "whole": whole}))
-        figures.append(Figure(
-            "throughput", "the same, from the first request to the last row done (ramp-up and tail included)",
-            f"{median(whole):.3f}"))
-        figures.append(Figure("throughput", f"client CPU per row with {c} streams in flight (whole process)",
-                              f"{per_row_cpu[c]:.2f} ms (peak RSS {median(rss):.0f} MB)", raw={"cpu_ms": cpus}))
+        figures.append(
+            Figure(
+                "throughput",
+                f"latency-bound server (L = {latency:g} s, at most C = {c} streams), "
+                f"`--concurrency {c}`, {n} rows: rows/s ÷ (C/L), once all streams are busy",
+                f"{ratio:.3f} ({ratio * c / latency:.1f} of {c / latency:.0f} rows/s; "
+                f"{int(median(refused))} answered 429)",
+                "≥ 0.95",
+                ratio >= 0.95,
+                {"steady": steady, "whole": whole},
+            )
+        )
+        figures.append(
+            Figure(
+                "throughput",
+                "the same, from the first request to the last row done (ramp-up and tail included)",
+                f"{median(whole):.3f}",
+            )
+        )
+        figures.append(
+            Figure(
+                "throughput",
+                f"client CPU per row with {c} streams in flight (whole process)",
+                f"{per_row_cpu[c]:.2f} ms (peak RSS {median(rss):.0f} MB)",
+                raw={"cpu_ms": cpus},
+            )
+        )
     (c_low, _), (c_high, _) = cfg.latency_cases[0], cfg.latency_cases[-1]
     growth = per_row_cpu[c_high] / per_row_cpu[c_low]
-    figures.append(Figure("throughput", f"client CPU per row at {c_high} streams ÷ at {c_low}", f"{growth:.2f}x",
-                          "does not grow (≤ 1.1x)", growth <= 1.1))
+    figures.append(
+        Figure(
+            "throughput",
+            f"client CPU per row at {c_high} streams ÷ at {c_low}",
+            f"{growth:.2f}x",
+            "does not grow (≤ 1.1x)",
+            growth <= 1.1,
+        )
+    )
     return figures
 
 
@@ -441,28 +578,50 @@ def bench_memory(cfg: Config, work: Path) -> list[Figure]:
     # 1. validate over a big Parquet manifest.
     manifest = write_parquet(work / f"validate-{cfg.validate_rows}.parquet", cfg.validate_rows)
     rss = measure(batchtts("validate", str(manifest))).maxrss_mb  # one run: peak RSS hardly varies
-    figures.append(Figure("memory", f"`batchtts validate`, {cfg.validate_rows:,}-row Parquet manifest: peak RSS",
-                          f"{rss:.0f} MB", "< 250 MB", rss < 250))
+    figures.append(
+        Figure(
+            "memory",
+            f"`batchtts validate`, {cfg.validate_rows:,}-row Parquet manifest: peak RSS",
+            f"{rss:.0f} MB",
+            "< 250 MB",
+            rss < 250,
+        )
+    )
     # 2. A run over a 1M-row manifest stopped by --limit, against a run of a small manifest.
     tiny = ["--sample-rate", "8000", "--file-format", "raw", "--concurrency", "16"]
     with Server("--chunk-ms", "1000") as server:
         small = write_parquet(work / f"limit-{cfg.limit_small_rows}.parquet", cfg.limit_small_rows, "Hi.")
         base = measure(run_argv(small, work / "limit-out", server, *tiny), env=RUN_ENV)
-        figures.append(Figure("memory", f"run of a {cfg.limit_small_rows:,}-row manifest: peak RSS",
-                              f"{base.maxrss_mb:.0f} MB"))
+        figures.append(
+            Figure("memory", f"run of a {cfg.limit_small_rows:,}-row manifest: peak RSS", f"{base.maxrss_mb:.0f} MB")
+        )
         if supports_limit():
             big = write_parquet(work / f"limit-{cfg.limit_manifest_rows}.parquet", cfg.limit_manifest_rows, "Hi.")
             # Exit 4: stopped by --limit with rows left pending, as intended.
-            limited = measure(run_argv(big, work / "limit-out", server, *tiny, "--limit", str(cfg.limit_rows)),
-                              env=RUN_ENV, ok_codes=(0, 4))
+            limited = measure(
+                run_argv(big, work / "limit-out", server, *tiny, "--limit", str(cfg.limit_rows)),
+                env=RUN_ENV,
+                ok_codes=(0, 4),
+            )
             growth = limited.maxrss_mb - base.maxrss_mb
-            figures.append(Figure(
-                "memory", f"run of a {cfg.limit_manifest_rows:,}-row manifest with `--limit {cfg.limit_rows}`: peak RSS",
-                f"{limited.maxrss_mb:.0f} MB ({growth:+.0f} MB)", "within 30 MB of the small run", growth <= 30))
+            figures.append(
+                Figure(
+                    "memory",
+                    f"run of a {cfg.limit_manifest_rows:,}-row manifest with `--limit {cfg.limit_rows}`: peak RSS",
+                    f"{limited.maxrss_mb:.0f} MB ({growth:+.0f} MB)",
+                    "within 30 MB of the small run",
+                    growth <= 30,
+                )
+            )
         else:
-            figures.append(Figure(
-                "memory", f"run of a {cfg.limit_manifest_rows:,}-row manifest with `--limit {cfg.limit_rows}`",
-                "skipped: needs `--limit` (`batchtts run --help` does not list it)", "within 30 MB of the small run"))
+            figures.append(
+                Figure(
+                    "memory",
+                    f"run of a {cfg.limit_manifest_rows:,}-row manifest with `--limit {cfg.limit_rows}`",
+                    "skipped: needs `--limit` (`batchtts run --help` does not list it)",
+                    "within 30 MB of the small run",
+                )
+            )
     # 3. One row of a long audio stream to disk.
     seconds, rate = cfg.long_row_seconds, cfg.long_row_rate
     slots = int(seconds / 0.060)  # the synthetic engine speaks 60 ms per character
@@ -475,10 +634,16 @@ def bench_memory(cfg: Config, work: Path) -> list[Figure]:
         m = measure(run_argv(long_manifest, out, server, "--sample-rate", str(rate)), env=RUN_ENV)
         size = sum(p.stat().st_size for p in (out / "audio").iterdir())
     length = f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
-    figures.append(Figure(
-        "memory", f"one row of {length} of {rate / 1000:g} kHz audio ({size / 1e6:.0f} MB WAV) "
-        "streamed to disk: peak RSS", f"{m.maxrss_mb:.0f} MB", "< 150 MB", m.maxrss_mb < 150,
-        {"wav_bytes": size, "wall": m.wall, "cpu": m.cpu}))
+    figures.append(
+        Figure(
+            "memory",
+            f"one row of {length} of {rate / 1000:g} kHz audio ({size / 1e6:.0f} MB WAV) streamed to disk: peak RSS",
+            f"{m.maxrss_mb:.0f} MB",
+            "< 150 MB",
+            m.maxrss_mb < 150,
+            {"wav_bytes": size, "wall": m.wall, "cpu": m.cpu},
+        )
+    )
     return figures
 
 
@@ -504,8 +669,9 @@ def machine() -> dict[str, str]:
     for name in PACKAGES:
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions.append(f"{name} {metadata.version(name)}")
-    commit = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"],
-                            capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "describe", "--always", "--dirty"], capture_output=True, text=True
+    ).stdout.strip()
     return {
         "CPU": cpu,
         "cores": str(os.cpu_count()),
@@ -557,7 +723,9 @@ def main(argv: list[str] | None = None) -> int:
     out: Path = args.out.resolve()
     work = out / "work"
     work.mkdir(parents=True, exist_ok=True)
-    command = "python benchmarks/run.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = "python benchmarks/run.py " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
+    )
     started = time.perf_counter()
     figures: list[Figure] = []
     for section in args.only or SECTIONS:
@@ -570,8 +738,14 @@ def main(argv: list[str] | None = None) -> int:
     markdown = report(figures, info, command.strip(), args.quick, seconds)
     (out / "results.md").write_text(markdown + "\n", encoding="utf-8")
     (out / "results.json").write_text(
-        json.dumps({"machine": info, "command": command, "config": asdict(cfg),
-                    "figures": [asdict(f) for f in figures]}, indent=2, default=str) + "\n", encoding="utf-8")
+        json.dumps(
+            {"machine": info, "command": command, "config": asdict(cfg), "figures": [asdict(f) for f in figures]},
+            indent=2,
+            default=str,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     print(markdown)
     print(f"\nbench: wrote {out / 'results.md'}", file=sys.stderr)
     return 0

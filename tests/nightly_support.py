@@ -49,6 +49,7 @@ def settle(server: Any, quiet: float = 0.2) -> None:
     A request that left just before SIGKILL may be counted by the server a moment
     later; resetting the stats before then would count it for the next run.
     """
+
     def counts() -> tuple[Any, ...]:
         snapshot = server.stats.snapshot()
         return snapshot["active_streams"], snapshot["requests"], snapshot["starts_total"]

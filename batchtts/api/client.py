@@ -154,9 +154,7 @@ class WavesClient:
                 if response.status_code != 200:
                     body = await _read_bounded(response)
                     raise classify_http_error(response, body, server_request_id)
-                ttfb_ms, audio_bytes, done_at = await _consume_stream(
-                    response, sink, started, clock, server_request_id
-                )
+                ttfb_ms, audio_bytes, done_at = await _consume_stream(response, sink, started, clock, server_request_id)
         except AttemptError:
             raise
         except httpx.TimeoutException as exc:

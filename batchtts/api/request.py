@@ -96,11 +96,7 @@ class TtsRequest:
 
     def fingerprint_fields(self) -> dict[str, Any]:
         """Every field that shapes the audio (not the correlation ids); see :func:`canonical_digest`."""
-        return {
-            f.name: getattr(self, f.name)
-            for f in fields(self)
-            if f.name not in ("session_id", "request_id")
-        }
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("session_id", "request_id")}
 
 
 def canonical_digest(value: Any) -> str:

@@ -220,9 +220,7 @@ class AudioSink:
             raise RuntimeError(f"finish() on a {self._state} sink")
         try:
             self._seconds, self._rate = self._finish()
-            self._exact_mp3_header = (
-                self._mp3_framing.finish(self._file) if self._mp3_framing is not None else False
-            )
+            self._exact_mp3_header = self._mp3_framing.finish(self._file) if self._mp3_framing is not None else False
             self._file.flush()
         except BaseException:
             self.abort()
@@ -251,9 +249,7 @@ class AudioSink:
             self.abort()
             raise
         self._state = "committed"
-        return SinkResult(
-            audio_bytes=self._received, audio_seconds=seconds, path=self.final_path, sample_rate=rate
-        )
+        return SinkResult(audio_bytes=self._received, audio_seconds=seconds, path=self.final_path, sample_rate=rate)
 
     def _finish(self) -> tuple[float | None, int]:
         """Complete the container; return (seconds, rate) where the byte count tells them."""
@@ -262,9 +258,7 @@ class AudioSink:
         rate = self._stored_rate()
         if self.output_format in ("pcm", "wav"):
             if self._carry or self._payload % 2:
-                raise MalformedAudio(
-                    f"16-bit PCM stream ended mid-sample ({self._payload + len(self._carry)} bytes)"
-                )
+                raise MalformedAudio(f"16-bit PCM stream ended mid-sample ({self._payload + len(self._carry)} bytes)")
             if self.file_format != "raw":
                 self._open_soundfile()  # an empty stream still makes a valid, empty file
             self._close_soundfile()

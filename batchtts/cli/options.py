@@ -87,12 +87,8 @@ def request_default_options(func: F) -> F:
     """The request fields a job may set for every row (a manifest column of the same name wins)."""
     return _apply(
         [
-            click.option(
-                "--voice-id", metavar="VOICE", help=f"Voice for every row. [API default: {DEFAULT_VOICE}]"
-            ),
-            click.option(
-                "--model", type=click.Choice(MODELS), help=f"Model. [API default: {DEFAULT_MODEL}]"
-            ),
+            click.option("--voice-id", metavar="VOICE", help=f"Voice for every row. [API default: {DEFAULT_VOICE}]"),
+            click.option("--model", type=click.Choice(MODELS), help=f"Model. [API default: {DEFAULT_MODEL}]"),
             click.option(
                 "--sample-rate",
                 type=click.Choice([str(rate) for rate in SAMPLE_RATES]),

@@ -108,7 +108,7 @@ def make_progress(mode: str, total: int | None, stream: TextIO | None = None) ->
 
 
 def format_duration(seconds: float) -> str:
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:

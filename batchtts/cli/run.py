@@ -61,51 +61,126 @@ def _count_in_background(manifest: Any, progress: Any, per_row: int = 1) -> None
 
 @click.command()
 @click.argument("manifest", required=False, type=click.Path(path_type=Path))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Output folder: audio files, results manifest, journal, summary.json. Required.")
-@click.option("--results", "results_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Results manifest path (.parquet, .csv or .jsonl). Default: OUT/results.parquet.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output folder: audio files, results manifest, journal, summary.json. Required.",
+)
+@click.option(
+    "--results",
+    "results_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Results manifest path (.parquet, .csv or .jsonl). Default: OUT/results.parquet.",
+)
 @manifest_options
 @request_default_options
-@click.option("--file-format", type=click.Choice(FILE_FORMATS), default="wav", show_default=True,
-              help="How PCM audio is stored.")
+@click.option(
+    "--file-format", type=click.Choice(FILE_FORMATS), default="wav", show_default=True, help="How PCM audio is stored."
+)
 @shape_options
-@click.option("--base-url", envvar="BATCHTTS_BASE_URL", default=DEFAULT_BASE_URL, show_default=True,
-              help="API endpoint (env BATCHTTS_BASE_URL).")
-@click.option("--api-key-file", type=click.Path(dir_okay=False, path_type=Path),
-              help=f"File holding the API key (else env {KEY_ENV}).")
+@click.option(
+    "--base-url",
+    envvar="BATCHTTS_BASE_URL",
+    default=DEFAULT_BASE_URL,
+    show_default=True,
+    help="API endpoint (env BATCHTTS_BASE_URL).",
+)
+@click.option(
+    "--api-key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help=f"File holding the API key (else env {KEY_ENV}).",
+)
 @click.option("--local", is_flag=True, help="Run against the bundled local server, started in-process (no key).")
-@click.option("--engine", type=click.Choice(ENGINES), default="auto", show_default=True,
-              help="Local server engine, with --local.")
-@click.option("--concurrency", type=click.IntRange(1, 1024), default=4, show_default=True,
-              help="Streams in flight at most.")
-@click.option("--rate", callback=parse_rate_option, metavar="N/s|N/min|N/h", help="Pace request starts to at most N per period.")
-@click.option("--adaptive/--no-adaptive", default=True, show_default=True,
-              help="Slow the whole job down on 429s (AIMD), then speed back up.")
-@click.option("--max-attempts", type=click.IntRange(1, 100), default=5, show_default=True,
-              help="Attempts per row, the first included.")
-@click.option("--max-backoff", type=click.FloatRange(0), default=60.0, show_default=True,
-              help="Longest wait between attempts, seconds.")
-@click.option("--timeout", type=click.FloatRange(0.1), default=30.0, show_default=True,
-              help="Idle read timeout of one attempt, seconds.")
-@click.option("--connect-timeout", type=click.FloatRange(0.1), default=10.0, show_default=True,
-              help="Connect timeout, seconds.")
+@click.option(
+    "--engine", type=click.Choice(ENGINES), default="auto", show_default=True, help="Local server engine, with --local."
+)
+@click.option(
+    "--concurrency", type=click.IntRange(1, 1024), default=4, show_default=True, help="Streams in flight at most."
+)
+@click.option(
+    "--rate", callback=parse_rate_option, metavar="N/s|N/min|N/h", help="Pace request starts to at most N per period."
+)
+@click.option(
+    "--adaptive/--no-adaptive",
+    default=True,
+    show_default=True,
+    help="Slow the whole job down on 429s (AIMD), then speed back up.",
+)
+@click.option(
+    "--max-attempts",
+    type=click.IntRange(1, 100),
+    default=5,
+    show_default=True,
+    help="Attempts per row, the first included.",
+)
+@click.option(
+    "--max-backoff",
+    type=click.FloatRange(0),
+    default=60.0,
+    show_default=True,
+    help="Longest wait between attempts, seconds.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0.1),
+    default=30.0,
+    show_default=True,
+    help="Idle read timeout of one attempt, seconds.",
+)
+@click.option(
+    "--connect-timeout", type=click.FloatRange(0.1), default=10.0, show_default=True, help="Connect timeout, seconds."
+)
 @click.option("--force", is_flag=True, help="Redo every row, even those an earlier run finished.")
-@click.option("--retry-failed/--no-retry-failed", default=True, show_default=True,
-              help="Try rows that failed in an earlier run again (no: keep their failure, send nothing).")
-@click.option("--grace", "grace", type=click.FloatRange(0), default=10.0, show_default=True, metavar="SECONDS",
-              help="On SIGINT/SIGTERM, time rows in flight get to finish before they are cancelled.")
-@click.option("--deadline", callback=_deadline, metavar="DURATION|HH:MM|DATETIME",
-              help="Start no row after this long (90m, 5h), or after this time (06:00, the next one; "
-                   "2026-11-25T06:00); rows in flight finish; exit 4.")
-@click.option("--max-characters", type=click.IntRange(0), metavar="N",
-              help="Start no row that would take the characters of text started past N; exit 4.")
-@click.option("--limit", type=click.IntRange(0), metavar="N",
-              help="Start at most N rows this run (rows whose earlier result stands do not count); exit 4.")
-@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="stderr as text lines, or one JSON object per line.")
-@click.option("--progress", "progress_mode", type=click.Choice(["auto", "live", "plain", "off"]), default="auto",
-              show_default=True, help="Live display on a terminal, plain lines elsewhere.")
+@click.option(
+    "--retry-failed/--no-retry-failed",
+    default=True,
+    show_default=True,
+    help="Try rows that failed in an earlier run again (no: keep their failure, send nothing).",
+)
+@click.option(
+    "--grace",
+    "grace",
+    type=click.FloatRange(0),
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="On SIGINT/SIGTERM, time rows in flight get to finish before they are cancelled.",
+)
+@click.option(
+    "--deadline",
+    callback=_deadline,
+    metavar="DURATION|HH:MM|DATETIME",
+    help="Start no row after this long (90m, 5h), or after this time (06:00, the next one; "
+    "2026-11-25T06:00); rows in flight finish; exit 4.",
+)
+@click.option(
+    "--max-characters",
+    type=click.IntRange(0),
+    metavar="N",
+    help="Start no row that would take the characters of text started past N; exit 4.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(0),
+    metavar="N",
+    help="Start at most N rows this run (rows whose earlier result stands do not count); exit 4.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="stderr as text lines, or one JSON object per line.",
+)
+@click.option(
+    "--progress",
+    "progress_mode",
+    type=click.Choice(["auto", "live", "plain", "off"]),
+    default="auto",
+    show_default=True,
+    help="Live display on a terminal, plain lines elsewhere.",
+)
 @click.option("--no-progress", is_flag=True, help="Same as --progress off.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors.")
 @click.option("-v", "--verbose", count=True, help="More detail: -v each failed row, -vv every row.")

@@ -26,48 +26,83 @@ def _faults(ctx: click.Context, param: click.Parameter, values: tuple[str, ...])
 @click.command()
 @click.option("--host", default=DEFAULT_HOST, show_default=True, help="Interface to listen on.")
 @click.option(
-    "--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True,
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=DEFAULT_PORT,
+    show_default=True,
     help="Port to listen on (0 = any free port).",
 )
 @click.option(
-    "--api-key", envvar="BATCHTTS_SERVE_API_KEY", metavar="KEY",
+    "--api-key",
+    envvar="BATCHTTS_SERVE_API_KEY",
+    metavar="KEY",
     help="Accept only 'Bearer KEY' (else any non-empty bearer token). Env: BATCHTTS_SERVE_API_KEY.",
 )
 @click.option(
-    "--engine", type=click.Choice(ENGINES), default="auto", show_default=True,
+    "--engine",
+    type=click.Choice(ENGINES),
+    default="auto",
+    show_default=True,
     help="Speech engine: auto = espeak when installed, else synthetic tones.",
 )
 @click.option(
-    "--rate", callback=parse_rate_option, metavar="N/s|N/min|N/h",
+    "--rate",
+    callback=parse_rate_option,
+    metavar="N/s|N/min|N/h",
     help="Account rate limit on request starts (429 over it).",
 )
 @click.option(
-    "--concurrency", type=click.IntRange(min=1), metavar="N",
+    "--concurrency",
+    type=click.IntRange(min=1),
+    metavar="N",
     help="Account limit on streams at once (429 over it).",
 )
 @click.option(
-    "--latency", type=click.FloatRange(min=0), default=0.1, show_default=True, metavar="SECONDS",
+    "--latency",
+    type=click.FloatRange(min=0),
+    default=0.1,
+    show_default=True,
+    metavar="SECONDS",
     help="Delay before the first audio frame.",
 )
 @click.option(
-    "--admission-delay", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="SECONDS",
+    "--admission-delay",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    metavar="SECONDS",
     help="Count each request against the limits up to this long after it arrived (random, as a busy gateway).",
 )
 @click.option(
-    "--chunk-ms", type=click.FloatRange(min=0, min_open=True), default=100.0, show_default=True, metavar="MS",
+    "--chunk-ms",
+    type=click.FloatRange(min=0, min_open=True),
+    default=100.0,
+    show_default=True,
+    metavar="MS",
     help="Milliseconds of audio per SSE chunk.",
 )
 @click.option(
-    "--realtime-factor", type=click.FloatRange(min=0), default=10.0, show_default=True, metavar="X",
+    "--realtime-factor",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    metavar="X",
     help="Stream audio X times faster than real time (0 = unpaced).",
 )
 @click.option(
-    "--fault", "faults", multiple=True, callback=_faults, metavar="KIND:P",
+    "--fault",
+    "faults",
+    multiple=True,
+    callback=_faults,
+    metavar="KIND:P",
     help=f"Inject a fault with probability P per request; repeatable. KIND: {', '.join(FAULT_KINDS)}.",
 )
 @click.option("--seed", type=int, help="Seed of the fault draws, for reproducible runs.")
 @click.option(
-    "--sse-style", "sse_style", multiple=True, type=click.Choice(SSE_STYLES),
+    "--sse-style",
+    "sse_style",
+    multiple=True,
+    type=click.Choice(SSE_STYLES),
     help="Vary the SSE layout within the standard to test client parsers; repeatable.",
 )
 def serve(

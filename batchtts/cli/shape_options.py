@@ -22,27 +22,56 @@ _PARAMS = ("max_chars", "join_gap_ms", "group_by", "order_by", "title_column", "
 
 def shape_options(func: F) -> F:
     options = [
-        click.option("--max-chars", type=click.IntRange(1), metavar="N",
-                     help="Split texts longer than N characters at sentence, clause, then word ends; "
-                     "the parts are joined into the row's one file."),
-        click.option("--join-gap-ms", type=click.IntRange(0, 60_000), default=0, show_default=True, metavar="MS",
-                     help="Silence between joined parts and between the rows of a --group-by file."),
-        click.option("--group-by", metavar="COLUMN",
-                     help="Join the rows of each value of COLUMN into one file named after it, "
-                     "with a chapters file (FFMETADATA) beside it."),
-        click.option("--order-by", metavar="COLUMN",
-                     help="Order of the rows inside a --group-by file (numeric when every value is a number)."),
-        click.option("--title-column", metavar="COLUMN",
-                     help="Chapter titles for --group-by (default: the row id)."),
-        click.option("--voices", metavar="A,B,...",
-                     help="Synthesize every row once per voice: one file and one results row per (row, voice)."),
-        click.option("--keep-parts", is_flag=True,
-                     help="Keep the parts of split and grouped rows after their file is written "
-                     "(in OUT/.batchtts/parts/)."),
-        click.option("--shard-dirs", type=click.IntRange(0, MAX_SHARD_LEVELS), default=0, show_default=True,
-                     metavar="N", help="Spread files over N levels of hashed subfolders (256 per level)."),
-        click.option("--metadata", type=click.Choice(METADATA_CHOICES),
-                     help="Also write a dataset index of the ok files at OUT's root."),
+        click.option(
+            "--max-chars",
+            type=click.IntRange(1),
+            metavar="N",
+            help="Split texts longer than N characters at sentence, clause, then word ends; "
+            "the parts are joined into the row's one file.",
+        ),
+        click.option(
+            "--join-gap-ms",
+            type=click.IntRange(0, 60_000),
+            default=0,
+            show_default=True,
+            metavar="MS",
+            help="Silence between joined parts and between the rows of a --group-by file.",
+        ),
+        click.option(
+            "--group-by",
+            metavar="COLUMN",
+            help="Join the rows of each value of COLUMN into one file named after it, "
+            "with a chapters file (FFMETADATA) beside it.",
+        ),
+        click.option(
+            "--order-by",
+            metavar="COLUMN",
+            help="Order of the rows inside a --group-by file (numeric when every value is a number).",
+        ),
+        click.option("--title-column", metavar="COLUMN", help="Chapter titles for --group-by (default: the row id)."),
+        click.option(
+            "--voices",
+            metavar="A,B,...",
+            help="Synthesize every row once per voice: one file and one results row per (row, voice).",
+        ),
+        click.option(
+            "--keep-parts",
+            is_flag=True,
+            help="Keep the parts of split and grouped rows after their file is written (in OUT/.batchtts/parts/).",
+        ),
+        click.option(
+            "--shard-dirs",
+            type=click.IntRange(0, MAX_SHARD_LEVELS),
+            default=0,
+            show_default=True,
+            metavar="N",
+            help="Spread files over N levels of hashed subfolders (256 per level).",
+        ),
+        click.option(
+            "--metadata",
+            type=click.Choice(METADATA_CHOICES),
+            help="Also write a dataset index of the ok files at OUT's root.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -84,8 +113,9 @@ def shape_from(params: dict[str, Any], *, defaults: dict[str, Any], file_format:
         if values["shard_dirs"]:
             raise click.UsageError("--metadata ljspeech keeps every file in wavs/; it cannot use --shard-dirs")
         if file_format != "wav" or (output_format is not None and output_format not in JOINABLE_FORMATS):
-            raise click.UsageError("--metadata ljspeech needs 16-bit WAV files (--output-format pcm or wav, "
-                                   "--file-format wav)")
+            raise click.UsageError(
+                "--metadata ljspeech needs 16-bit WAV files (--output-format pcm or wav, --file-format wav)"
+            )
     return ShapeOptions(
         max_chars=values["max_chars"],
         join_gap_ms=values["join_gap_ms"],

@@ -62,8 +62,7 @@ def job_lock(state_dir: Path, *, out_dir: Path | None = None) -> Iterator[Path]:
             holder = _read_holder(fd)
             folder = out_dir if out_dir is not None else state_dir.parent
             raise JobLocked(
-                f"{folder} is in use by {describe_holder(holder)}; "
-                f"wait for it to finish or stop it (lock: {path})",
+                f"{folder} is in use by {describe_holder(holder)}; wait for it to finish or stop it (lock: {path})",
                 holder,
             ) from None
         record = {"pid": os.getpid(), "host": socket.gethostname(), "started_at": utc_now_iso()}

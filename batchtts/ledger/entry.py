@@ -47,6 +47,7 @@ OPTIONAL_COLUMNS: tuple[str, ...] = ("parts", "part_request_ids")
 #: Journal-only key: a voice fan-out's index, so each (row, voice) keeps its own results row.
 VARIANT_KEY = "variant"
 
+
 def utc_now_iso() -> str:
     """Now as ISO 8601 UTC with milliseconds and a ``Z``: ``2025-01-31T12:00:00.123Z``."""
     return to_iso_utc(datetime.now(UTC))

@@ -190,11 +190,14 @@ def _keyed_lines(path: Path, end: int | None = None) -> Iterator[tuple[_LineKey,
         row = entry.get("row")
         variant = entry.get(VARIANT_KEY)
         yield (
-            row if type(row) is int and -(2**63) <= row < 2**63 else 2**63 - 1,
-            variant if type(variant) is int and -(2**63) <= variant < 2**63 else -1,
-            id_key(entry.get("id")),
-            offset,
-        ), entry
+            (
+                row if type(row) is int and -(2**63) <= row < 2**63 else 2**63 - 1,
+                variant if type(variant) is int and -(2**63) <= variant < 2**63 else -1,
+                id_key(entry.get("id")),
+                offset,
+            ),
+            entry,
+        )
 
 
 def _entry_of(line: tuple[_LineKey, dict[str, Any] | None], handle: BinaryIO) -> dict[str, Any]:

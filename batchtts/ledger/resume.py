@@ -146,6 +146,7 @@ class ResumeIndex:
             statuses.append(s)
             positions.append(p)
             base += path.stat().st_size if path.exists() else 0
+
         def joined(parts: list[Any], dtype: Any) -> Any:
             return np.concatenate([np.frombuffer(part, dtype=dtype) for part in parts]) if parts else np.empty(0, dtype)
 

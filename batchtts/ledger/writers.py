@@ -136,9 +136,7 @@ def _carried_type(data_type: pa.DataType | None, *, for_csv: bool) -> pa.DataTyp
     return data_type
 
 
-def infer_carried_types(
-    entries: Iterable[Mapping[str, Any]], carried_columns: Sequence[str]
-) -> dict[str, pa.DataType]:
+def infer_carried_types(entries: Iterable[Mapping[str, Any]], carried_columns: Sequence[str]) -> dict[str, pa.DataType]:
     """A type per carried column from the JSON values in ``entries``: bool, int64, float64 or string.
 
     Mixed ints and floats give float64; anything else mixed, lists, objects
@@ -295,9 +293,7 @@ def _to_array(values: list[Any], data_type: pa.DataType, column: str) -> pa.Arra
                 piece = pa.nulls(1, type=data_type)
                 dropped += 1
         pieces.append(piece)
-    log.warning(
-        "results column %r: %d value(s) are not %s and were written as null", column, dropped, data_type
-    )
+    log.warning("results column %r: %d value(s) are not %s and were written as null", column, dropped, data_type)
     return pa.concat_arrays(pieces)
 
 

@@ -80,9 +80,7 @@ class Manifest:
         self.text_column = text_column
         #: The column ids come from, or None when ids are row numbers.
         self.id_column = id_column
-        self.override_columns: list[str] = [
-            c for c in columns if c in OVERRIDABLE_FIELDS and c != text_column
-        ]
+        self.override_columns: list[str] = [c for c in columns if c in OVERRIDABLE_FIELDS and c != text_column]
         self.carried_columns: list[str] = [
             c for c in columns if c not in (text_column, id_column) and c not in OVERRIDABLE_FIELDS
         ]

@@ -61,9 +61,7 @@ _ROUTE_NAMES = {LIVE_PATH: "live", SYNC_PATH: "sync", VOICES_PATH: "voices"}
 log = logging.getLogger("batchtts.server")
 
 
-def error_response(
-    status: int, error: str, message: str, headers: Mapping[str, str] | None = None
-) -> JSONResponse:
+def error_response(status: int, error: str, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     """A TtsError answer: ``{"error": ..., "message": ...}``."""
     return JSONResponse({"error": error, "message": message}, status_code=status, headers=headers)
 
@@ -178,9 +176,7 @@ class WavesService:
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             return "the Authorization header must be 'Bearer <key>'"
-        if self.config.api_key is not None and not hmac.compare_digest(
-            token.encode(), self.config.api_key.encode()
-        ):
+        if self.config.api_key is not None and not hmac.compare_digest(token.encode(), self.config.api_key.encode()):
             return "invalid API key"
         return None
 

@@ -39,9 +39,7 @@ def get_engine(name: str = "auto") -> Engine:
         if espeak_available is not None and espeak_available():
             return EspeakEngine()
         if name == "espeak":
-            raise ValueError(
-                "the espeak engine needs the speech extra: pip install 'batchtts[speech]'"
-            )
+            raise ValueError("the espeak engine needs the speech extra: pip install 'batchtts[speech]'")
     from batchtts.server.synthetic import SyntheticEngine
 
     return SyntheticEngine()

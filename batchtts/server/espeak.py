@@ -92,9 +92,7 @@ _PARAM_PITCH = 3
 _RANDOM_SEED = 1
 
 #: int SynthCallback(short *wav, int numsamples, espeak_EVENT *events); returns 0 to continue.
-_SYNTH_CALLBACK = ctypes.CFUNCTYPE(
-    ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
-)
+_SYNTH_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 
 #: Helper -> server frame header: status (0 ok, 1 error), native rate, payload length.
 _FRAME = struct.Struct("<BIQ")
@@ -166,9 +164,7 @@ def _initialize(lib: ctypes.CDLL) -> int:
     import espeakng_loader
 
     data_path = espeakng_loader.get_data_path()
-    rate = lib.espeak_Initialize(
-        _AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path.encode(), _INITIALIZE_DONT_EXIT
-    )
+    rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path.encode(), _INITIALIZE_DONT_EXIT)
     if rate <= 0:
         raise RuntimeError(f"espeak_Initialize failed with the data at {data_path}")
     return rate
@@ -202,9 +198,7 @@ def _speak_once(lib: ctypes.CDLL, text: str, voice: str, rate: int, pitch: int) 
     libc.srand.restype = None
     libc.srand(_RANDOM_SEED)
     encoded = text.encode("utf-8")
-    status = lib.espeak_Synth(
-        encoded, len(encoded) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None
-    )
+    status = lib.espeak_Synth(encoded, len(encoded) + 1, 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
     lib.espeak_Synchronize()
     if status != _EE_OK:
         raise RuntimeError(f"espeak_Synth failed with status {status}")
@@ -257,9 +251,7 @@ class _Helper:
             f"import sys; sys.path.append({package_root!r}); "
             "from batchtts.server.espeak import serve_forks; serve_forks()"
         )
-        return subprocess.Popen(
-            [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-        )
+        return subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
     def ensure_running(self) -> subprocess.Popen[bytes]:
         """Start the helper unless it runs; callers hold :data:`_LOCK`."""

@@ -33,8 +33,15 @@ def counting_server() -> Iterator[tuple[LocalServer, set[tuple[str, int]]]]:
 def test_sequential_rows_share_one_connection(tmp_path, counting_server):
     server, peers = counting_server
     rows = [{"id": f"r{i}", "text": f"Row {i}."} for i in range(12)]
-    job = run_job(write_csv(tmp_path / "m.csv", rows), tmp_path / "out", server.base_url,
-                  "--concurrency", "1", "--sample-rate", "8000")
+    job = run_job(
+        write_csv(tmp_path / "m.csv", rows),
+        tmp_path / "out",
+        server.base_url,
+        "--concurrency",
+        "1",
+        "--sample-rate",
+        "8000",
+    )
     assert job.exit_code == 0, job.output
     assert server.stats.snapshot()["streams_completed"] == 12
     assert len(peers) == 1  # the body is read to its end after the done frame, so the connection is reused
@@ -44,8 +51,15 @@ def test_many_streams_spread_over_several_pools_and_still_reuse(tmp_path, counti
     server, peers = counting_server
     concurrency = POOL_CONNECTIONS * 2 + 3  # three pools
     rows = [{"id": f"r{i}", "text": f"Row {i}."} for i in range(concurrency * 3)]
-    job = run_job(write_csv(tmp_path / "m.csv", rows), tmp_path / "out", server.base_url,
-                  "--concurrency", str(concurrency), "--sample-rate", "8000")
+    job = run_job(
+        write_csv(tmp_path / "m.csv", rows),
+        tmp_path / "out",
+        server.base_url,
+        "--concurrency",
+        str(concurrency),
+        "--sample-rate",
+        "8000",
+    )
     assert job.exit_code == 0, job.output
     assert all(r["status"] == "ok" for r in job.results())
     assert server.stats.snapshot()["max_concurrent_streams"] <= concurrency

@@ -42,9 +42,7 @@ def test_a_cr_at_the_end_of_a_read_then_lf_is_one_line_end():
 
 def test_comments_ids_retry_nospace_multiline_and_unknown_fields():
     stream = (
-        b": keep-alive\n\n"
-        b"id: 7\nretry: 3000\nevent:audio\ndata:{\"a\":\ndata: 1}\nfoo: bar\n\n"
-        b"id\nretry: soon\ndata\n\n"
+        b': keep-alive\n\nid: 7\nretry: 3000\nevent:audio\ndata:{"a":\ndata: 1}\nfoo: bar\n\nid\nretry: soon\ndata\n\n'
     )
     first, second = decode(stream)
     assert first == SseEvent("audio", b'{"a":\n1}', "7", 3000)

@@ -122,7 +122,9 @@ def test_chapter_times_come_from_frames():
 
 def test_fingerprint_covers_what_shapes_the_audio_and_nothing_else():
     base = TtsRequest(text="Hello.", voice_id="emily", sample_rate=24000)
-    assert request_fingerprint(base) == request_fingerprint(TtsRequest(text="Hello.", voice_id="emily", sample_rate=24000))
+    assert request_fingerprint(base) == request_fingerprint(
+        TtsRequest(text="Hello.", voice_id="emily", sample_rate=24000)
+    )
     assert request_fingerprint(base) == request_fingerprint(base.with_request_id("other.id.1"))
     for changed in (
         TtsRequest(text="Hello!", voice_id="emily", sample_rate=24000),

@@ -49,9 +49,7 @@ def encode(samples: np.ndarray, rate: int, output_format: str) -> bytes:
 
 def g711_decoded(data: bytes, output_format: str, rate: int) -> np.ndarray:
     subtype = "ULAW" if output_format == "ulaw" else "ALAW"
-    samples, _ = sf.read(
-        io.BytesIO(data), format="RAW", subtype=subtype, samplerate=rate, channels=1, dtype="int16"
-    )
+    samples, _ = sf.read(io.BytesIO(data), format="RAW", subtype=subtype, samplerate=rate, channels=1, dtype="int16")
     return samples
 
 

@@ -34,7 +34,9 @@ def test_a_job_file_sets_the_options_and_its_paths_start_at_its_folder(tmp_path,
     jobs = tmp_path / "jobs"
     jobs.mkdir()
     write_csv(jobs / "lines.csv", ROWS)
-    job = write_job(jobs / "night.toml", f"""
+    job = write_job(
+        jobs / "night.toml",
+        f"""
 manifest = "lines.csv"
 out = "../out"
 file-format = "wav"
@@ -49,7 +51,8 @@ concurrency = 2
 max-attempts = 2
 [log]
 progress = "off"
-""")
+""",
+    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)  # the job's paths do not depend on the working directory
@@ -67,7 +70,9 @@ progress = "off"
 def test_the_command_line_overrides_the_job_file(tmp_path, local_server):
     server = local_server()
     write_csv(tmp_path / "lines.csv", ROWS)
-    job = write_job(tmp_path / "job.toml", f"""
+    job = write_job(
+        tmp_path / "job.toml",
+        f"""
 manifest = "lines.csv"
 out = "out-from-job"
 base-url = "{server.base_url}"
@@ -77,7 +82,8 @@ voice-id = "emily"
 sample-rate = 16000
 [limits]
 limit = 1
-""")
+""",
+    )
     other = write_csv(tmp_path / "other.csv", ROWS[:2])
     result = invoke("--job", str(job), str(other), "--out", str(tmp_path / "out-typed"),
                     "--sample-rate", "8000", "--limit", "5")  # fmt: skip

@@ -38,14 +38,7 @@ def test_clean_csv_exits_0(tmp_path: Path) -> None:
 def test_bad_rows_are_listed_tallied_and_exit_1(tmp_path: Path) -> None:
     path = write(
         tmp_path / "m.csv",
-        "id,text,speed,model\n"
-        "a,ok,,\n"
-        "b,,,\n"
-        "a,again,,\n"
-        "c,fine,fast,\n"
-        ",no id,,\n"
-        "d,x,,gpt\n"
-        "a,third,,\n",
+        "id,text,speed,model\na,ok,,\nb,,,\na,again,,\nc,fine,fast,\n,no id,,\nd,x,,gpt\na,third,,\n",
     )
     result = invoke(path)
     assert result.exit_code == 1, result.output

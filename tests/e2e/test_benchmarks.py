@@ -22,15 +22,31 @@ def test_quick_benchmark_writes_every_section(tmp_path):
     out = tmp_path / "bench"
     proc = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "run.py"), "--quick", "--out", str(out)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     markdown = (out / "results.md").read_text(encoding="utf-8")
-    for heading in ("## Machine", "## Command", "## Start-up", "## Client CPU against the floor",
-                    "## Throughput at the limit", "## Memory"):
+    for heading in (
+        "## Machine",
+        "## Command",
+        "## Start-up",
+        "## Client CPU against the floor",
+        "## Throughput at the limit",
+        "## Memory",
+    ):
         assert heading in markdown, heading
-    for figure in ("`batchtts --help`", "runner ÷ floor", "rows/s ÷ R", "rows/s ÷ (C/L)",
-                   "client CPU per row at", "`batchtts validate`", "`--limit", "streamed to disk: peak RSS"):
+    for figure in (
+        "`batchtts --help`",
+        "runner ÷ floor",
+        "rows/s ÷ R",
+        "rows/s ÷ (C/L)",
+        "client CPU per row at",
+        "`batchtts validate`",
+        "`--limit",
+        "streamed to disk: peak RSS",
+    ):
         assert figure in markdown, figure
     report = json.loads((out / "results.json").read_text(encoding="utf-8"))
     values = {f["name"]: f["value"] for f in report["figures"]}

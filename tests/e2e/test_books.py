@@ -67,8 +67,19 @@ def starts(server) -> int:
 def test_a_long_text_is_split_synthesized_in_parts_and_joined_exactly(tmp_path, local_server, gap_ms):
     server = local_server(latency=0.02)
     manifest = write_csv(tmp_path / "m.csv", [{"id": "long", "text": LONG}, {"id": "short", "text": "Hi there."}])
-    job = run_job(manifest, tmp_path / "out", server.base_url, "--max-chars", "60", "--join-gap-ms", str(gap_ms),
-                  "--sample-rate", str(RATE), "--concurrency", "3")
+    job = run_job(
+        manifest,
+        tmp_path / "out",
+        server.base_url,
+        "--max-chars",
+        "60",
+        "--join-gap-ms",
+        str(gap_ms),
+        "--sample-rate",
+        str(RATE),
+        "--concurrency",
+        "3",
+    )
     assert job.exit_code == 0, job.output
     texts = split_text(LONG, 60)
     assert len(texts) >= 5
@@ -98,9 +109,23 @@ def test_a_long_text_is_split_synthesized_in_parts_and_joined_exactly(tmp_path, 
 def test_parts_are_paced_and_retried_like_any_request(tmp_path, local_server):
     server = local_server(rate=Rate(20, 1.0), faults={"503": 0.3}, seed=2)
     manifest = write_csv(tmp_path / "m.csv", [{"id": "long", "text": LONG}])
-    job = run_job(manifest, tmp_path / "out", server.base_url, "--max-chars", "40", "--rate", "20/s",
-                  "--no-adaptive", "--concurrency", "6", "--max-attempts", "12", "--sample-rate", str(RATE),
-                  *FAST_BACKOFF)
+    job = run_job(
+        manifest,
+        tmp_path / "out",
+        server.base_url,
+        "--max-chars",
+        "40",
+        "--rate",
+        "20/s",
+        "--no-adaptive",
+        "--concurrency",
+        "6",
+        "--max-attempts",
+        "12",
+        "--sample-rate",
+        str(RATE),
+        *FAST_BACKOFF,
+    )
     assert job.exit_code == 0, job.output
     stats = server.stats.snapshot()
     texts = split_text(LONG, 40)
@@ -116,8 +141,18 @@ def test_keep_parts_keeps_them_and_results_in_csv_hold_the_part_ids_as_json(tmp_
     server = local_server()
     manifest = write_csv(tmp_path / "m.csv", [{"id": "long", "text": LONG}])
     results_csv = tmp_path / "r.csv"
-    job = run_job(manifest, tmp_path / "out", server.base_url, "--max-chars", "80", "--keep-parts",
-                  "--sample-rate", str(RATE), "--results", str(results_csv))
+    job = run_job(
+        manifest,
+        tmp_path / "out",
+        server.base_url,
+        "--max-chars",
+        "80",
+        "--keep-parts",
+        "--sample-rate",
+        str(RATE),
+        "--results",
+        str(results_csv),
+    )
     assert job.exit_code == 0, job.output
     texts = split_text(LONG, 80)
     assert len(stored_parts(job.out)) == len(texts)
@@ -183,8 +218,21 @@ BOOK = [
 def test_group_by_joins_each_group_in_numeric_order_with_chapter_marks(tmp_path, local_server):
     server = local_server()
     manifest = write_csv(tmp_path / "book.csv", BOOK)
-    job = run_job(manifest, tmp_path / "out", server.base_url, "--group-by", "chapter", "--order-by", "para",
-                  "--title-column", "heading", "--join-gap-ms", "500", "--sample-rate", str(RATE))
+    job = run_job(
+        manifest,
+        tmp_path / "out",
+        server.base_url,
+        "--group-by",
+        "chapter",
+        "--order-by",
+        "para",
+        "--title-column",
+        "heading",
+        "--join-gap-ms",
+        "500",
+        "--sample-rate",
+        str(RATE),
+    )
     assert job.exit_code == 0, job.output
     results = job.results()
     assert [r["id"] for r in results] == ["c1-p10", "c2-p1", "c1-p2", "c1-p1"]  # manifest order
@@ -195,7 +243,7 @@ def test_group_by_joins_each_group_in_numeric_order_with_chapter_marks(tmp_path,
     assert all(r["status"] == "ok" and r["attempts"] == 1 for r in results)
     # Numeric order: 1, 2, 10 (not 1, 10, 2).
     ordered = ["It begins. Slowly, at first.", "The second paragraph.", "The tenth paragraph."]
-    data, rate = read_int16(job.out / chapter1)
+    data, _rate = read_int16(job.out / chapter1)
     assert np.array_equal(data, joined(ordered, 500))
     # Chapter marks: every row's start and end, from the same frame arithmetic.
     chapters_file = (job.out / chapter1).with_suffix(".ffmeta")
@@ -222,8 +270,17 @@ def test_text_order_when_the_order_column_is_not_numeric_and_manifest_order_with
             {"id": "y", "part": "a10", "book": "B", "text": "Ay ten."},
             {"id": "z", "part": "a2", "book": "B", "text": "Ay two."}]  # fmt: skip
     manifest = write_csv(tmp_path / "m.csv", rows)
-    job = run_job(manifest, tmp_path / "out", server.base_url, "--group-by", "book", "--order-by", "part",
-                  "--sample-rate", str(RATE))
+    job = run_job(
+        manifest,
+        tmp_path / "out",
+        server.base_url,
+        "--group-by",
+        "book",
+        "--order-by",
+        "part",
+        "--sample-rate",
+        str(RATE),
+    )
     assert job.exit_code == 0, job.output
     data, _ = read_int16(job.out / "audio" / "B~{}.wav".format(hashlib.sha256(b"B").hexdigest()[:16]))
     assert np.array_equal(data, joined(["Ay ten.", "Ay two.", "Bee."], 0))
@@ -286,12 +343,25 @@ def test_group_options_are_checked_before_any_request(tmp_path, local_server):
     assert starts(server) == 0
 
 
-@pytest.mark.skipif(not (shutil.which("ffmpeg") or __import__("importlib").util.find_spec("imageio_ffmpeg")),
-                    reason="needs ffmpeg (or the imageio-ffmpeg package)")
+@pytest.mark.skipif(
+    not (shutil.which("ffmpeg") or __import__("importlib").util.find_spec("imageio_ffmpeg")),
+    reason="needs ffmpeg (or the imageio-ffmpeg package)",
+)
 def test_ffmpeg_makes_an_m4b_with_the_chapter_marks(tmp_path, local_server):
     server = local_server()
-    job = run_job(write_csv(tmp_path / "book.csv", BOOK), tmp_path / "out", server.base_url,
-                  "--group-by", "chapter", "--order-by", "para", "--title-column", "heading", "--sample-rate", "16000")
+    job = run_job(
+        write_csv(tmp_path / "book.csv", BOOK),
+        tmp_path / "out",
+        server.base_url,
+        "--group-by",
+        "chapter",
+        "--order-by",
+        "para",
+        "--title-column",
+        "heading",
+        "--sample-rate",
+        "16000",
+    )
     wav = job.out / job.results()[0]["path"]
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
@@ -332,8 +402,21 @@ def test_voices_fan_out_one_file_and_one_results_row_per_row_and_voice(tmp_path,
 def test_voices_with_long_texts_and_groups(tmp_path, local_server):
     server = local_server()
     manifest = write_csv(tmp_path / "m.csv", BOOK)
-    job = run_job(manifest, tmp_path / "out", server.base_url, "--voices", "emily,arjun", "--group-by", "chapter",
-                  "--order-by", "para", "--max-chars", "15", "--sample-rate", str(RATE))
+    job = run_job(
+        manifest,
+        tmp_path / "out",
+        server.base_url,
+        "--voices",
+        "emily,arjun",
+        "--group-by",
+        "chapter",
+        "--order-by",
+        "para",
+        "--max-chars",
+        "15",
+        "--sample-rate",
+        str(RATE),
+    )
     assert job.exit_code == 0, job.output
     results = job.results()
     assert len(results) == 8
@@ -347,8 +430,15 @@ def test_voices_with_long_texts_and_groups(tmp_path, local_server):
 
 
 def test_voices_conflicts_with_voice_id(tmp_path, local_server):
-    job = run_job(write_csv(tmp_path / "m.csv", BOOK), tmp_path / "out", local_server().base_url,
-                  "--voices", "emily", "--voice-id", "magnus")
+    job = run_job(
+        write_csv(tmp_path / "m.csv", BOOK),
+        tmp_path / "out",
+        local_server().base_url,
+        "--voices",
+        "emily",
+        "--voice-id",
+        "magnus",
+    )
     assert job.exit_code == 2 and "--voices" in job.output
 
 
@@ -364,8 +454,21 @@ DATA = [
 @pytest.mark.parametrize("kind", ["audiofolder", "audiofolder-jsonl"])
 def test_audiofolder_metadata_lists_exactly_the_ok_files(tmp_path, local_server, kind):
     server = local_server()
-    job = run_job(write_csv(tmp_path / "m.csv", DATA), tmp_path / "out", server.base_url, "--metadata", kind,
-                  "--voices", "emily,lucia", "--sample-rate", "16000", "--speed", "1.25", "--shard-dirs", "1")
+    job = run_job(
+        write_csv(tmp_path / "m.csv", DATA),
+        tmp_path / "out",
+        server.base_url,
+        "--metadata",
+        kind,
+        "--voices",
+        "emily,lucia",
+        "--sample-rate",
+        "16000",
+        "--speed",
+        "1.25",
+        "--shard-dirs",
+        "1",
+    )
     assert job.exit_code == 1
     if kind == "audiofolder":
         with (job.out / "metadata.csv").open(newline="", encoding="utf-8") as handle:
@@ -373,7 +476,11 @@ def test_audiofolder_metadata_lists_exactly_the_ok_files(tmp_path, local_server,
     else:
         records = [json.loads(line) for line in (job.out / "metadata.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [(r["id"], r["voice_id"]) for r in records] == [
-        ("utt-1", "emily"), ("utt-1", "lucia"), ("utt-2", "emily"), ("utt-2", "lucia")]
+        ("utt-1", "emily"),
+        ("utt-1", "lucia"),
+        ("utt-2", "emily"),
+        ("utt-2", "lucia"),
+    ]
     ok_paths = sorted(r["path"] for r in job.results() if r["status"] == "ok")
     assert sorted(r["file_name"] for r in records) == ok_paths
     assert all((job.out / r["file_name"]).is_file() for r in records)
@@ -390,8 +497,17 @@ def test_audiofolder_metadata_lists_exactly_the_ok_files(tmp_path, local_server,
 
 def test_ljspeech_layout(tmp_path, local_server):
     server = local_server()
-    job = run_job(write_csv(tmp_path / "m.csv", DATA), tmp_path / "out", server.base_url, "--metadata", "ljspeech",
-                  "--sample-rate", "24000", "--max-chars", "20")
+    job = run_job(
+        write_csv(tmp_path / "m.csv", DATA),
+        tmp_path / "out",
+        server.base_url,
+        "--metadata",
+        "ljspeech",
+        "--sample-rate",
+        "24000",
+        "--max-chars",
+        "20",
+    )
     assert job.exit_code == 1
     lines = (job.out / "metadata.csv").read_text(encoding="utf-8").splitlines()
     assert lines == [
@@ -403,8 +519,9 @@ def test_ljspeech_layout(tmp_path, local_server):
     results = job.by_id()
     assert results["utt-2"]["path"] == "wavs/utt-2.wav" and results["utt-2"]["parts"] == 2
     for args in (["--voices", "emily,lucia"], ["--shard-dirs", "1"], ["--file-format", "flac"]):
-        refused = run_job(write_csv(tmp_path / "m.csv", DATA), tmp_path / "o2", server.base_url,
-                          "--metadata", "ljspeech", *args)
+        refused = run_job(
+            write_csv(tmp_path / "m.csv", DATA), tmp_path / "o2", server.base_url, "--metadata", "ljspeech", *args
+        )
         assert refused.exit_code == 2, args
 
 

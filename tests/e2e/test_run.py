@@ -97,8 +97,16 @@ def test_row_columns_override_command_line_defaults(tmp_path, local_server):
 
 @pytest.mark.parametrize(
     "styles",
-    [["crlf"], ["cr"], ["comments", "ids"], ["nospace"], ["multiline"], ["split"], ["odd"],
-     ["cr", "comments", "ids", "nospace", "multiline", "split", "odd"]],
+    [
+        ["crlf"],
+        ["cr"],
+        ["comments", "ids"],
+        ["nospace"],
+        ["multiline"],
+        ["split"],
+        ["odd"],
+        ["cr", "comments", "ids", "nospace", "multiline", "split", "odd"],
+    ],
 )
 def test_every_sse_framing_the_standard_allows_gives_the_same_audio(tmp_path, local_server, styles):
     server = local_server(sse_style=frozenset(styles))
@@ -166,7 +174,9 @@ def test_an_api_400_fails_the_row_with_the_api_message_once(tmp_path, local_serv
     assert "voice_id" in record["error"]
 
 
-@pytest.mark.parametrize("hostile", ["../escape", "/etc/passwd", "..", ".", "a/../../b", "C:\\x", "ünï/cødé", "x" * 5000])
+@pytest.mark.parametrize(
+    "hostile", ["../escape", "/etc/passwd", "..", ".", "a/../../b", "C:\\x", "ünï/cødé", "x" * 5000]
+)
 def test_ids_never_write_outside_the_output_folder(tmp_path, local_server, hostile):
     server = local_server()
     manifest = write_jsonl(tmp_path / "m.jsonl", [{"id": hostile, "text": "Hi."}, {"id": "plain", "text": "Hi."}])
@@ -181,14 +191,31 @@ def test_ids_never_write_outside_the_output_folder(tmp_path, local_server, hosti
 
 @pytest.mark.parametrize(
     "output_format,file_format,suffix,subtype",
-    [("pcm", "wav", ".wav", "PCM_16"), ("pcm", "flac", ".flac", "PCM_16"), ("wav", "wav", ".wav", "PCM_16"),
-     ("mp3", "wav", ".mp3", None), ("ulaw", "wav", ".wav", "ULAW"), ("alaw", "wav", ".wav", "ALAW")],
+    [
+        ("pcm", "wav", ".wav", "PCM_16"),
+        ("pcm", "flac", ".flac", "PCM_16"),
+        ("wav", "wav", ".wav", "PCM_16"),
+        ("mp3", "wav", ".mp3", None),
+        ("ulaw", "wav", ".wav", "ULAW"),
+        ("alaw", "wav", ".wav", "ALAW"),
+    ],
 )
-def test_every_output_format_becomes_a_file_that_plays(tmp_path, local_server, output_format, file_format, suffix, subtype):
+def test_every_output_format_becomes_a_file_that_plays(
+    tmp_path, local_server, output_format, file_format, suffix, subtype
+):
     server = local_server()
     manifest = write_csv(tmp_path / "m.csv", [{"id": "x", "text": "Playable audio, please."}])
-    job = run_job(manifest, tmp_path / "out", server.base_url, "--output-format", output_format,
-                  "--file-format", file_format, "--sample-rate", "24000")
+    job = run_job(
+        manifest,
+        tmp_path / "out",
+        server.base_url,
+        "--output-format",
+        output_format,
+        "--file-format",
+        file_format,
+        "--sample-rate",
+        "24000",
+    )
     assert job.exit_code == 0, job.output
     [record] = job.results()
     path = job.out / record["path"]
@@ -206,16 +233,18 @@ def test_raw_file_format_keeps_the_pcm_bytes(tmp_path, local_server):
     manifest = write_csv(tmp_path / "m.csv", [{"id": "x", "text": "Raw."}])
     job = run_job(manifest, tmp_path / "out", server.base_url, "--file-format", "raw", "--sample-rate", "8000")
     [record] = job.results()
-    assert (job.out / record["path"]).read_bytes() == expected_samples(text="Raw.", sample_rate=8000).astype("<i2").tobytes()
+    assert (job.out / record["path"]).read_bytes() == expected_samples(text="Raw.", sample_rate=8000).astype(
+        "<i2"
+    ).tobytes()
 
 
 def test_results_in_csv_and_jsonl(tmp_path, local_server):
     server = local_server()
     manifest = write_csv(tmp_path / "m.csv", ROWS[:2])
-    job = run_job(manifest, tmp_path / "out", server.base_url, "--results", str(tmp_path / "r.jsonl"))
+    run_job(manifest, tmp_path / "out", server.base_url, "--results", str(tmp_path / "r.jsonl"))
     lines = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
     assert [r["status"] for r in lines] == ["ok", "ok"]
-    job = run_job(manifest, tmp_path / "out2", server.base_url, "--results", str(tmp_path / "r.csv"))
+    run_job(manifest, tmp_path / "out2", server.base_url, "--results", str(tmp_path / "r.csv"))
     with (tmp_path / "r.csv").open(newline="") as handle:
         records = list(csv.DictReader(handle))
     assert [r["status"] for r in records] == ["ok", "ok"]

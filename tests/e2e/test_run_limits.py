@@ -16,8 +16,16 @@ def rows(n: int, prefix: str = "Row") -> list[dict[str, str]]:
 
 def test_rate_never_trips_the_server_limiter(tmp_path, local_server):
     server = local_server(rate=Rate(20, 1.0))
-    job = run_job(write_csv(tmp_path / "m.csv", rows(45)), tmp_path / "out", server.base_url,
-                  "--rate", "20/s", "--concurrency", "8", "--no-adaptive")
+    job = run_job(
+        write_csv(tmp_path / "m.csv", rows(45)),
+        tmp_path / "out",
+        server.base_url,
+        "--rate",
+        "20/s",
+        "--concurrency",
+        "8",
+        "--no-adaptive",
+    )
     assert job.exit_code == 0, job.output
     stats = server.stats.snapshot()
     assert stats["rate_limited"] == 0
@@ -30,8 +38,18 @@ def test_rate_holds_when_the_server_counts_requests_late(tmp_path, local_server)
     # before it), so starts sent evenly reach its window bunched. Pacing from the send
     # times with a small allowance would trip it; counting from the answers does not.
     server = local_server(rate=Rate(10, 1.0), admission_delay=0.08, seed=5, latency=0.0, realtime_factor=0)
-    job = run_job(write_csv(tmp_path / "m.csv", rows(40)), tmp_path / "out", server.base_url,
-                  "--rate", "10/s", "--concurrency", "8", "--no-adaptive", "--max-attempts", "1")
+    job = run_job(
+        write_csv(tmp_path / "m.csv", rows(40)),
+        tmp_path / "out",
+        server.base_url,
+        "--rate",
+        "10/s",
+        "--concurrency",
+        "8",
+        "--no-adaptive",
+        "--max-attempts",
+        "1",
+    )
     assert job.exit_code == 0, job.output
     stats = server.stats.snapshot()
     assert stats["rate_limited"] == 0
@@ -43,8 +61,17 @@ def test_rate_holds_when_the_server_counts_requests_late(tmp_path, local_server)
 def test_every_fault_kind_is_retried_until_the_row_is_exact(tmp_path, local_server, fault):
     server = local_server(faults={fault: 0.4}, seed=3)
     data = rows(10)
-    job = run_job(write_csv(tmp_path / "m.csv", data), tmp_path / "out", server.base_url,
-                  "--max-attempts", "12", "--sample-rate", "8000", "--no-adaptive", *FAST_BACKOFF)
+    job = run_job(
+        write_csv(tmp_path / "m.csv", data),
+        tmp_path / "out",
+        server.base_url,
+        "--max-attempts",
+        "12",
+        "--sample-rate",
+        "8000",
+        "--no-adaptive",
+        *FAST_BACKOFF,
+    )
     assert job.exit_code == 0, job.output
     results = job.by_id()
     assert server.stats.snapshot()["faults"].get(fault, 0) > 0
@@ -59,8 +86,9 @@ def test_every_fault_kind_is_retried_until_the_row_is_exact(tmp_path, local_serv
 
 def test_attempts_are_counted_and_the_last_attempt_is_recorded(tmp_path, local_server):
     server = local_server(faults={"500": 1.0})
-    job = run_job(write_csv(tmp_path / "m.csv", rows(2)), tmp_path / "out", server.base_url,
-                  "--max-attempts", "3", *FAST_BACKOFF)
+    job = run_job(
+        write_csv(tmp_path / "m.csv", rows(2)), tmp_path / "out", server.base_url, "--max-attempts", "3", *FAST_BACKOFF
+    )
     assert job.exit_code == 1
     for record in job.results():
         assert record["attempts"] == 3
@@ -90,8 +118,15 @@ def test_retry_after_is_honoured_before_the_next_attempt(tmp_path, local_server)
 
 def test_adaptive_backoff_converges_under_unknown_limits(tmp_path, local_server):
     server = local_server(rate=Rate(20, 1.0), concurrency=3, latency=0.02, realtime_factor=40)
-    job = run_job(write_csv(tmp_path / "m.csv", rows(60)), tmp_path / "out", server.base_url,
-                  "--concurrency", "8", "--max-attempts", "10")
+    job = run_job(
+        write_csv(tmp_path / "m.csv", rows(60)),
+        tmp_path / "out",
+        server.base_url,
+        "--concurrency",
+        "8",
+        "--max-attempts",
+        "10",
+    )
     assert job.exit_code == 0, job.output
     stats = server.stats.snapshot()
     assert stats["starts_total"] == 60
@@ -103,16 +138,33 @@ def test_adaptive_backoff_converges_under_unknown_limits(tmp_path, local_server)
 def test_without_adaptive_the_same_limits_refuse_far_more(tmp_path, local_server):
     """The control for the test above: adaptive backoff is what keeps 429s rare."""
     server = local_server(rate=Rate(20, 1.0), concurrency=3, latency=0.02, realtime_factor=40)
-    job = run_job(write_csv(tmp_path / "m.csv", rows(30)), tmp_path / "out", server.base_url,
-                  "--concurrency", "8", "--max-attempts", "30", "--no-adaptive", *FAST_BACKOFF)
+    job = run_job(
+        write_csv(tmp_path / "m.csv", rows(30)),
+        tmp_path / "out",
+        server.base_url,
+        "--concurrency",
+        "8",
+        "--max-attempts",
+        "30",
+        "--no-adaptive",
+        *FAST_BACKOFF,
+    )
     assert job.exit_code in (0, 1), job.output  # hammering may even exhaust some rows' attempts
     assert server.stats.snapshot()["rate_limited"] >= 30 / 4
 
 
 def test_a_stalled_stream_is_abandoned_after_the_idle_timeout_and_retried(tmp_path, local_server):
     server = local_server(latency=1.5)
-    job = run_job(write_csv(tmp_path / "m.csv", rows(1)), tmp_path / "out", server.base_url,
-                  "--timeout", "0.3", "--max-attempts", "2", *FAST_BACKOFF)
+    job = run_job(
+        write_csv(tmp_path / "m.csv", rows(1)),
+        tmp_path / "out",
+        server.base_url,
+        "--timeout",
+        "0.3",
+        "--max-attempts",
+        "2",
+        *FAST_BACKOFF,
+    )
     assert job.exit_code == 1
     [record] = job.results()
     assert record["attempts"] == 2

@@ -133,7 +133,11 @@ def test_a_limit_run_lists_every_row_in_order_catches_late_duplicates_and_a_reru
     monkeypatch.setattr(plan, "FirstRowTable", lambda: FirstRowTable(front_size=4, level_size=16, bloom_bits=64))
     monkeypatch.setattr(journal_module, "ORDER_WINDOW", 2)
     rows = [{"id": f"r{n}", "text": "Word " * (1 + n % 5) + f"number {n}."} for n in range(1, 91)]
-    duplicates = {20: "r3", 70: "r50", 88: "r3"}  # row -> the id it repeats: one before the limit's rows end, two far after
+    duplicates = {
+        20: "r3",
+        70: "r50",
+        88: "r3",
+    }  # row -> the id it repeats: one before the limit's rows end, two far after
     for number, repeated in duplicates.items():
         rows[number - 1]["id"] = repeated
     server = local_server(latency=0.02, realtime_factor=200)  # rows of different lengths finish out of order
@@ -158,7 +162,5 @@ def test_a_limit_run_lists_every_row_in_order_catches_late_duplicates_and_a_reru
     assert starts(server) == 87  # the 62 pending rows, nothing for the 25 done
     listed = second.results()
     assert [(r["row"], r["id"]) for r in listed] == [(n, row["id"]) for n, row in enumerate(rows, start=1)]
-    assert [r["status"] for r in listed] == [
-        "failed" if number in duplicates else "ok" for number in range(1, 91)
-    ]
+    assert [r["status"] for r in listed] == ["failed" if number in duplicates else "ok" for number in range(1, 91)]
     assert [r["reused"] for r in listed if r["status"] == "ok"] == [True] * 25 + [False] * 62

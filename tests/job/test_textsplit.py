@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -43,7 +45,11 @@ def assert_faithful(text: str, parts: list[str], max_chars: int) -> None:
         ("She asked “why?” Nobody knew.", 18, ["She asked “why?”", "Nobody knew."]),
         # Titles, Latin abbreviations and initials are not sentence ends.
         ("Dr. Smith met Mr. Jones today. They talked.", 30, ["Dr. Smith met Mr. Jones today.", "They talked."]),
-        ("We saw e.g. Paris and i.e. Rome here. Then home.", 37, ["We saw e.g. Paris and i.e. Rome here.", "Then home."]),
+        (
+            "We saw e.g. Paris and i.e. Rome here. Then home.",
+            37,
+            ["We saw e.g. Paris and i.e. Rome here.", "Then home."],
+        ),
         ("J. R. R. Tolkien wrote it. It sold.", 26, ["J. R. R. Tolkien wrote it.", "It sold."]),
         # "a.m." before a lower-case word is not an end; before a capital it is.
         ("We met at 9 a.m. sharp today. Fine.", 29, ["We met at 9 a.m. sharp today.", "Fine."]),
@@ -53,8 +59,11 @@ def assert_faithful(text: str, parts: list[str], max_chars: int) -> None:
         ("Wait... what happened here? Oh.", 27, ["Wait... what happened here?", "Oh."]),
         ("He paused... Then he spoke again.", 13, ["He paused...", "Then he spoke", "again."]),
         # "No. 5" is not an end; "no." before a capital is.
-        ("Room No. 5 is free. Is it? The answer is no. We left.", 24,
-         ["Room No. 5 is free.", "Is it? The answer is no.", "We left."]),
+        (
+            "Room No. 5 is free. Is it? The answer is no. We left.",
+            24,
+            ["Room No. 5 is free.", "Is it? The answer is no.", "We left."],
+        ),
         # '"Stop!" he said' is one sentence.
         ('"Stop!" he said loudly. Go.', 23, ['"Stop!" he said loudly.', "Go."]),
     ],
@@ -127,9 +136,42 @@ def test_a_long_text_splits_in_linear_work():
 # --- properties ----------------------------------------------------------------------------
 
 WORDS = st.sampled_from(
-    ["Dr.", "Mr.", "e.g.", "a.m.", "J.", "3.14", "1,000", "hello", "World", "the", "quick", "...", "…",
-     "नमस्ते", "दुनिया।", "॥", "今日は。", "晴れ", "؟", "كيف", '"Stop!"', "“quoted.”", "(aside)", "x" * 30,
-     "end.", "why?", "wow!", "and,", "so;", "—", "Yes.", "no.", "No.", "5"]
+    [
+        "Dr.",
+        "Mr.",
+        "e.g.",
+        "a.m.",
+        "J.",
+        "3.14",
+        "1,000",
+        "hello",
+        "World",
+        "the",
+        "quick",
+        "...",
+        "…",
+        "नमस्ते",
+        "दुनिया।",
+        "॥",
+        "今日は。",
+        "晴れ",
+        "؟",
+        "كيف",
+        '"Stop!"',
+        "“quoted.”",
+        "(aside)",
+        "x" * 30,
+        "end.",
+        "why?",
+        "wow!",
+        "and,",
+        "so;",
+        "—",
+        "Yes.",
+        "no.",
+        "No.",
+        "5",
+    ]
 )
 SPACES = st.sampled_from([" ", " ", " ", "  ", "\n", "\n\n", "\t", ""])
 
@@ -169,5 +211,5 @@ def test_latin_text_joined_with_spaces_says_the_same_words(text, max_chars):
         start = text.index(part, position)
         spans.append((start, start + len(part)))
         position = start + len(part)
-    for (start, _), (_, end) in zip(spans, spans[1:]):
+    for (start, _), (_, end) in itertools.pairwise(spans):
         assert end - start > max_chars

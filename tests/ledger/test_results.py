@@ -58,9 +58,7 @@ def ok_row(number: int, row_id: str | None = None, **carried: Any) -> RowResult:
 def failed_row(
     number: int, row_id: str | None = None, error: str = "text: must not be empty", **carried: Any
 ) -> RowResult:
-    return RowResult(
-        id=row_id or f"r{number}", row=number, status="failed", error=error, attempts=0, carried=carried
-    )
+    return RowResult(id=row_id or f"r{number}", row=number, status="failed", error=error, attempts=0, carried=carried)
 
 
 def read_back(path: Path, schema: pa.Schema) -> pa.Table:
@@ -68,9 +66,7 @@ def read_back(path: Path, schema: pa.Schema) -> pa.Table:
     if path.suffix == ".parquet":
         return pq.read_table(path)
     if path.suffix == ".csv":
-        return pacsv.read_csv(
-            path, convert_options=pacsv.ConvertOptions(column_types=schema, strings_can_be_null=True)
-        )
+        return pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(column_types=schema, strings_can_be_null=True))
     return pajson.read_json(path, parse_options=pajson.ParseOptions(explicit_schema=schema))
 
 
@@ -267,7 +263,10 @@ def test_stragglers_and_rewrites_land_in_row_order_with_the_latest_winning(tmp_p
             expected[(7, variant)] = f"variant {variant}"
         entries = list(final_entries(journal))
     assert [(e["row"], e.get("variant"), e["error"]) for e in entries] == [
-        (row, variant, error) for (row, variant), error in sorted(expected.items(), key=lambda i: (i[0][0], -1 if i[0][1] is None else i[0][1]))
+        (row, variant, error)
+        for (row, variant), error in sorted(
+            expected.items(), key=lambda i: (i[0][0], -1 if i[0][1] is None else i[0][1])
+        )
     ]
 
 
@@ -361,9 +360,7 @@ def test_untyped_carried_values_are_text(tmp_path: Path) -> None:
     assert pq.read_table(tmp_path / "r.parquet").column("extra").to_pylist() == ["7", '{"a": 1}', "x"]
 
 
-def test_values_that_do_not_fit_their_type_become_null(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_values_that_do_not_fit_their_type_become_null(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     entries = [ok_row(1, n=5).to_entry(), ok_row(2, n="five").to_entry(), ok_row(3, n=6.0).to_entry()]
     write_results(entries, tmp_path / "r.parquet", carried_columns=["n"], carried_types={"n": pa.int64()})
     assert pq.read_table(tmp_path / "r.parquet").column("n").to_pylist() == [5, None, 6]

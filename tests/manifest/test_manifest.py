@@ -28,11 +28,11 @@ def write_jsonl(path: Path, records: list[object]) -> Path:
 # --- CSV ---------------------------------------------------------------------
 
 RFC4180 = (
-    'id,text,note\r\n'
+    "id,text,note\r\n"
     '007,"Hello, world",plain\r\n'
     '8,"She said ""hi"".",quoted\r\n'
     '9,"line one\r\nline two\nline three","multi, line"\r\n'
-    '10,Grüße aus Köln — 東京 🎉,utf8\r\n'
+    "10,Grüße aus Köln — 東京 🎉,utf8\r\n"
 )
 
 
@@ -63,7 +63,7 @@ def test_csv_override_columns_numbers_and_empty_cells(tmp_path: Path) -> None:
     path = write_bytes(
         tmp_path / "m.csv",
         b"text,speed,sample_rate,voice_id,pronunciation_dicts,session_id,extra\n"
-        b"a,1.25,24000,emily,\"d1, d2\",s-1,x\n"
+        b'a,1.25,24000,emily,"d1, d2",s-1,x\n'
         b"b,,, ,,,\n",
     )
     manifest = open_manifest(path)
@@ -170,8 +170,10 @@ def test_jsonl_rows_lists_and_blank_lines(tmp_path: Path) -> None:
     path.write_text(
         json.dumps({"id": 1, "text": "un", "pronunciation_dicts": ["x"], "meta": {"k": [1, 2]}}) + "\n"
         "\n"
-        + json.dumps({"id": "b", "text": "deux", "speed": "1.1", "language": None}) + "\n"
-        + json.dumps({"id": "c", "text": "trois", "model": "lightning_v3.1_pro"}) + "\n",
+        + json.dumps({"id": "b", "text": "deux", "speed": "1.1", "language": None})
+        + "\n"
+        + json.dumps({"id": "c", "text": "trois", "model": "lightning_v3.1_pro"})
+        + "\n",
         encoding="utf-8",
     )
     manifest = open_manifest(path)

@@ -139,7 +139,7 @@ def test_csv_manifest_to_requests(tmp_path: Path) -> None:
     path = tmp_path / "m.csv"
     path.write_text(
         "id,text,speed,sample_rate,pronunciation_dicts,language,note\n"
-        "a,Hello,1.25,16000,\"d1,d2\",en,keep\n"
+        'a,Hello,1.25,16000,"d1,d2",en,keep\n'
         "b,Hola,,,,es,\n"
         "a,dup,,,,,\n"
         "c,   ,,,,,\n",

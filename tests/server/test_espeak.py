@@ -204,9 +204,7 @@ def test_auto_falls_back_when_the_module_cannot_import(monkeypatch: pytest.Monke
 
 
 @pytest.mark.parametrize("missing", ["espeakng_loader", "soxr"])
-def test_unavailable_when_a_dependency_is_missing(
-    monkeypatch: pytest.MonkeyPatch, missing: str
-) -> None:
+def test_unavailable_when_a_dependency_is_missing(monkeypatch: pytest.MonkeyPatch, missing: str) -> None:
     assert espeak.espeak_available()
     monkeypatch.setitem(sys.modules, missing, None)
     assert not espeak.espeak_available()

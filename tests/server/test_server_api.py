@@ -45,10 +45,20 @@ def _post_like_curl(url: str) -> bytes:
             assert r.headers["content-type"] == "text/event-stream"
             return r.read()
     command = [
-        curl, "-N", "-sS", "--max-time", "30", "-X", "POST", url,
-        "-H", "Authorization: Bearer $SMALLEST_API_KEY".replace("$SMALLEST_API_KEY", "test-key"),
-        "-H", "Content-Type: application/json",
-        "-d", SEED_BODY,
+        curl,
+        "-N",
+        "-sS",
+        "--max-time",
+        "30",
+        "-X",
+        "POST",
+        url,
+        "-H",
+        "Authorization: Bearer $SMALLEST_API_KEY".replace("$SMALLEST_API_KEY", "test-key"),
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        SEED_BODY,
     ]
     return subprocess.run(command, capture_output=True, check=True, timeout=60).stdout
 
@@ -57,7 +67,9 @@ def test_seed_page_curl_example_streams_the_documented_frames(server):
     body = _post_like_curl(server.base_url + LIVE)
     frames = FRAME.findall(body)
     # Exactly the documented layout: audio frames, then the done frame, nothing else.
-    assert body == b"".join(b'event: audio\ndata: {"audio": "%s"}\n\n' % f for f in frames) + b'data: {"done": true}\n\n'
+    assert (
+        body == b"".join(b'event: audio\ndata: {"audio": "%s"}\n\n' % f for f in frames) + b'data: {"done": true}\n\n'
+    )
     assert len(frames) > 10  # many chunks, not one blob
     audio = b"".join(base64.b64decode(f, validate=True) for f in frames)
     assert audio == expected_pcm(**json.loads(SEED_BODY))
@@ -93,7 +105,13 @@ def test_sync_route_returns_the_same_audio_as_the_stream(server, output_format):
     streamed = live(server.base_url, body)
     assert sync.status_code == 200
     assert sync.content == streamed.audio  # the stream's chunks join into the sync answer
-    media = {"pcm": "audio/pcm", "wav": "audio/wav", "mp3": "audio/mpeg", "ulaw": "audio/basic", "alaw": "audio/x-alaw-basic"}
+    media = {
+        "pcm": "audio/pcm",
+        "wav": "audio/wav",
+        "mp3": "audio/mpeg",
+        "ulaw": "audio/basic",
+        "alaw": "audio/x-alaw-basic",
+    }
     assert sync.headers["content-type"] == media[output_format]
     assert int(sync.headers["content-length"]) == len(sync.content)
 
@@ -115,7 +133,13 @@ def test_voices_route_lists_the_catalog(server):
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": "Basic dXNlcjpwYXNz"}, {"Authorization": ""}, {"Authorization": "Bearer"}, {"Authorization": "test-key"}],
+    [
+        {},
+        {"Authorization": "Basic dXNlcjpwYXNz"},
+        {"Authorization": ""},
+        {"Authorization": "Bearer"},
+        {"Authorization": "test-key"},
+    ],
     ids=["missing", "basic", "empty", "no-token", "no-scheme"],
 )
 @pytest.mark.parametrize("method,path", [("POST", LIVE), ("POST", SYNC), ("GET", VOICES)])
@@ -130,7 +154,10 @@ def test_without_api_key_any_bearer_token_works(server):
     for token in ("a", "sk-anything", "x" * 200):
         response = httpx.post(server.base_url + SYNC, json=BODY, headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 200
-    assert httpx.post(server.base_url + SYNC, json=BODY, headers={"Authorization": "bearer lower-case-scheme"}).status_code == 200
+    assert (
+        httpx.post(server.base_url + SYNC, json=BODY, headers={"Authorization": "bearer lower-case-scheme"}).status_code
+        == 200
+    )
 
 
 def test_with_api_key_only_that_key_works(local_server):
@@ -141,7 +168,9 @@ def test_with_api_key_only_that_key_works(local_server):
     assert wrong.status_code == 401
     assert "sk-right" not in wrong.text
     assert tts_error(wrong)["message"] == "invalid API key"
-    assert httpx.post(server.base_url + LIVE, json=BODY, headers={"Authorization": "Bearer sk-rightx"}).status_code == 401
+    assert (
+        httpx.post(server.base_url + LIVE, json=BODY, headers={"Authorization": "Bearer sk-rightx"}).status_code == 401
+    )
     assert httpx.get(server.base_url + VOICES, headers={"Authorization": "Bearer nope"}).status_code == 401
     assert httpx.get(server.base_url + VOICES, headers={"Authorization": "Bearer sk-right"}).status_code == 200
 
@@ -224,7 +253,8 @@ def test_string_sample_rate_gives_the_same_audio_as_a_number(server):
 
 
 @pytest.mark.parametrize(
-    "content", [b"", b"{not json", b"[1, 2]", b'"text"', b"null", b"\xff\xfe\x00garbage"],
+    "content",
+    [b"", b"{not json", b"[1, 2]", b'"text"', b"null", b"\xff\xfe\x00garbage"],
     ids=["empty", "broken", "array", "string", "null", "bytes"],
 )
 def test_a_body_that_is_not_a_json_object_is_400(server, content):
@@ -313,6 +343,8 @@ def test_audio_is_pcm_wav_mp3_and_g711_as_asked(server):
     assert rate == 8000 and abs(len(decoded) - len(pcm)) < 0.1 * len(pcm)
     for data, subtype in ((ulaw, "ULAW"), (alaw, "ALAW")):
         assert len(data) == len(pcm)  # one byte a sample, no header
-        g711, _ = soundfile.read(io.BytesIO(data), format="RAW", subtype=subtype, samplerate=8000, channels=1, dtype="int16")
+        g711, _ = soundfile.read(
+            io.BytesIO(data), format="RAW", subtype=subtype, samplerate=8000, channels=1, dtype="int16"
+        )
         assert np.abs(g711.astype(int) - pcm).max() <= 1024  # G.711's quantisation, not other audio
     assert ulaw != alaw

@@ -54,12 +54,36 @@ def test_a_busy_port_is_a_clean_error(server):
 def test_serve_runs_in_the_foreground_and_announces_itself_without_the_key():
     secret = "sk-very-secret-123"
     command = [
-        sys.executable, "-m", "batchtts", "serve", "--port", "0", "--engine", "synthetic",
-        "--api-key", secret, "--rate", "50/s", "--concurrency", "3", "--latency", "0",
-        "--realtime-factor", "0", "--fault", "drop:0.5", "--seed", "4", "--sse-style", "crlf",
+        sys.executable,
+        "-m",
+        "batchtts",
+        "serve",
+        "--port",
+        "0",
+        "--engine",
+        "synthetic",
+        "--api-key",
+        secret,
+        "--rate",
+        "50/s",
+        "--concurrency",
+        "3",
+        "--latency",
+        "0",
+        "--realtime-factor",
+        "0",
+        "--fault",
+        "drop:0.5",
+        "--seed",
+        "4",
+        "--sse-style",
+        "crlf",
     ]
     process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:

@@ -142,7 +142,9 @@ def test_stream_faults_strike_after_some_audio_and_before_the_end():
     assert FaultPlan("drop", position=0.5).strike_index(1) == 1
 
 
-@pytest.mark.parametrize("text,kind,probability", [("503:0.25", "503", 0.25), ("bad-frame:1", "bad-frame", 1.0), ("drop:0", "drop", 0.0)])
+@pytest.mark.parametrize(
+    "text,kind,probability", [("503:0.25", "503", 0.25), ("bad-frame:1", "bad-frame", 1.0), ("drop:0", "drop", 0.0)]
+)
 def test_parse_fault(text, kind, probability):
     assert parse_fault(text) == (kind, probability)
 

@@ -67,7 +67,9 @@ def test_comments_ids_nospace_and_multiline_show_in_the_bytes(local_server):
     nospace, _ = _raw(local_server, "nospace")
     assert nospace.startswith(b'event:audio\ndata:{"audio":') and b"data: " not in nospace
     multiline, _ = _raw(local_server, "multiline")
-    assert multiline.startswith(b'event: audio\ndata: {"audio":\ndata:  "') and multiline.endswith(b'data: {"done":\ndata:  true}\n\n')
+    assert multiline.startswith(b'event: audio\ndata: {"audio":\ndata:  "') and multiline.endswith(
+        b'data: {"done":\ndata:  true}\n\n'
+    )
 
 
 def test_ids_are_parsed_as_event_ids(local_server):

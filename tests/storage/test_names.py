@@ -67,9 +67,7 @@ def test_safe_ids_keep_their_name(row_id: str) -> None:
     assert relative_audio_path(row_id, "wav") == PurePosixPath("audio", f"{row_id}.wav")
 
 
-@pytest.mark.parametrize(
-    "row_id", ["Take-01", "x" * 101, "a b", "trailing.", ".hidden", "con", "com1.x", "a~b"]
-)
+@pytest.mark.parametrize("row_id", ["Take-01", "x" * 101, "a b", "trailing.", ".hidden", "con", "com1.x", "a~b"])
 def test_unsafe_ids_get_a_prefix_and_the_hash(row_id: str) -> None:
     assert not is_safe_id(row_id)
     stem = audio_file_stem(row_id)
@@ -153,9 +151,7 @@ def test_lowercase_ids_without_edge_dots_are_kept(row_id: str) -> None:
     assert audio_file_stem(row_id) == row_id
 
 
-@pytest.mark.parametrize(
-    "relative", ["../x.wav", "/etc/passwd", "audio/../../x", "", ".", "a\\..\\..\\x", "audio/\0x"]
-)
+@pytest.mark.parametrize("relative", ["../x.wav", "/etc/passwd", "audio/../../x", "", ".", "a\\..\\..\\x", "audio/\0x"])
 def test_resolve_inside_refuses_escapes(relative: str, tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         resolve_inside(tmp_path, relative)

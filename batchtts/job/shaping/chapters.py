@@ -40,9 +40,7 @@ def frames_to_ms(frames: int, sample_rate: int) -> int:
     return (frames * 1000 + sample_rate // 2) // sample_rate
 
 
-def chapters_from_spans(
-    titles: Sequence[str], spans: Sequence[tuple[int, int]], sample_rate: int
-) -> list[Chapter]:
+def chapters_from_spans(titles: Sequence[str], spans: Sequence[tuple[int, int]], sample_rate: int) -> list[Chapter]:
     """One chapter per (title, (first frame, end frame))."""
     return [
         Chapter(title, frames_to_ms(start, sample_rate), frames_to_ms(end, sample_rate))

@@ -87,7 +87,6 @@ class PartStore:
         self.audio_path(fingerprint).unlink(missing_ok=True)
         self._info_path(fingerprint).unlink(missing_ok=True)
 
-
     def prune_empty_folders(self) -> None:
         """Remove the store's empty folders; call only when no part is being written."""
         if not self.root.is_dir():

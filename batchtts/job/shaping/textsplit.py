@@ -69,12 +69,75 @@ _WHITESPACE = re.compile(r"\s+")
 #: Never the last word of a sentence: titles and abbreviations that precede
 #: what they qualify (lower case, without their dots).
 _NEVER_FINAL = frozenset(
-    ["mr", "mrs", "ms", "mx", "dr", "prof", "st", "mt", "ft", "rev", "fr", "hon", "gen", "col", "capt", "cpt", "lt", "sgt", "maj", "cmdr", "adm", "gov", "pres", "sen", "rep", "eg", "ie", "cf", "vs", "viz", "approx", "dept", "univ"]
+    [
+        "mr",
+        "mrs",
+        "ms",
+        "mx",
+        "dr",
+        "prof",
+        "st",
+        "mt",
+        "ft",
+        "rev",
+        "fr",
+        "hon",
+        "gen",
+        "col",
+        "capt",
+        "cpt",
+        "lt",
+        "sgt",
+        "maj",
+        "cmdr",
+        "adm",
+        "gov",
+        "pres",
+        "sen",
+        "rep",
+        "eg",
+        "ie",
+        "cf",
+        "vs",
+        "viz",
+        "approx",
+        "dept",
+        "univ",
+    ]
 )
 #: Abbreviations that precede a number ("No. 5", "Fig. 3", "Jan. 2020"): no
 #: stop before a digit, a stop otherwise ("The answer is no. Then ...").
 _BEFORE_NUMBER = frozenset(
-    ["no", "nos", "nr", "fig", "figs", "vol", "vols", "ch", "chap", "sec", "pp", "pg", "p", "op", "ca", "art", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec"]
+    [
+        "no",
+        "nos",
+        "nr",
+        "fig",
+        "figs",
+        "vol",
+        "vols",
+        "ch",
+        "chap",
+        "sec",
+        "pp",
+        "pg",
+        "p",
+        "op",
+        "ca",
+        "art",
+        "jan",
+        "feb",
+        "mar",
+        "apr",
+        "jun",
+        "jul",
+        "aug",
+        "sep",
+        "sept",
+        "oct",
+        "nov",
+        "dec",
+    ]
 )
 
 
@@ -169,7 +232,7 @@ def _period_ends_sentence(word: str, following: str) -> bool:
         return False  # "Dr. Smith", "e.g. Paris"
     if key in _BEFORE_NUMBER:
         return not following.lstrip("\"'“‘«‹([{#").startswith(tuple("0123456789"))
-    if len(bare) == 1 and bare.isalpha() and bare != "I":
+    if len(bare) == 1 and bare.isalpha() and bare != "I":  # noqa: SIM103 (one reason per branch)
         return False  # an initial: "J. R. R. Tolkien"
     return True  # incl. "at 5 p.m. The", "in the U.S. Then", "etc. But"
 
