@@ -5,9 +5,6 @@ The job layer imports from here only; the modules behind are free to move.
 
 from batchtts.ledger.entry import (
     OPTIONAL_COLUMNS,
-    STATUS_FAILED,
-    STATUS_OK,
-    STATUS_PENDING,
     VARIANT_KEY,
     RowResult,
     utc_now_iso,
@@ -19,9 +16,6 @@ from batchtts.ledger.writers import results_format, write_journal_results
 
 __all__ = [
     "OPTIONAL_COLUMNS",
-    "STATUS_FAILED",
-    "STATUS_OK",
-    "STATUS_PENDING",
     "SUMMARY_NAME",
     "VARIANT_KEY",
     "EarlierRuns",

@@ -1,10 +1,11 @@
-"""One finished row as the ledger records it: :class:`RowResult`, its statuses and columns.
+"""One finished row as the ledger records it: :class:`RowResult` and its columns.
 
 The journal (:mod:`batchtts.ledger.journal`) stores a RowResult as one JSON
 line and the results manifest (:mod:`batchtts.ledger.writers`) has one column
 per field; both sides, and the job layer that fills them in, agree on the
-names, the statuses and the timestamp format defined here, so this module
-exists to keep that vocabulary in one place with nothing heavy to import.
+names and the timestamp format defined here (the statuses are
+:class:`batchtts.outcomes.RowStatus`), so this module exists to keep that
+vocabulary in one place with nothing heavy to import.
 """
 
 from __future__ import annotations
@@ -13,11 +14,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import PurePath
 from typing import Any
-
-STATUS_OK = "ok"
-STATUS_FAILED = "failed"
-#: A row this run did not start or finish (a limit, a signal); the next run does it.
-STATUS_PENDING = "pending"
 
 #: The fixed columns of the results manifest, in order; carried columns follow.
 RESULT_COLUMNS: tuple[str, ...] = (
@@ -66,7 +62,7 @@ class RowResult:
 
     id: str
     row: int  # 1-based data row number in the manifest
-    status: str  # STATUS_OK or STATUS_FAILED
+    status: str  # a RowStatus: ok, failed or pending
     path: str | None = None  # audio file, relative to the output folder, with "/" separators
     request_id: str | None = None
     server_request_id: str | None = None

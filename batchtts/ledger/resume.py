@@ -45,9 +45,10 @@ from pathlib import Path
 from typing import Any
 
 from batchtts.api.request import TtsRequest, canonical_digest
-from batchtts.ledger.entry import STATUS_FAILED, STATUS_OK, VARIANT_KEY
+from batchtts.ledger.entry import VARIANT_KEY
 from batchtts.ledger.journal import Journal, parse_line, read_journal_file
 from batchtts.manifest.idtable import id_key
+from batchtts.outcomes import RowStatus
 from batchtts.storage.files import atomic_file, fsync_folder
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ PREVIOUS_JOURNAL_NAME = "journal.prev.jsonl"
 #: Bumped if what goes into a fingerprint ever changes meaning.
 FINGERPRINT_VERSION = 1
 
-_STATUS_CODES = {STATUS_OK: 1, STATUS_FAILED: 2}
+_STATUS_CODES = {RowStatus.OK: 1, RowStatus.FAILED: 2}
 
 
 def row_fingerprint(request: TtsRequest, file_format: str, extra: Mapping[str, Any] | None = None) -> str:
@@ -178,7 +179,7 @@ class ResumeIndex:
         slot = int(self._keys.searchsorted(key))
         if slot >= len(self._keys) or int(self._keys[slot]) != key:
             return None
-        status = STATUS_OK if int(self._statuses[slot]) == 1 else STATUS_FAILED
+        status = RowStatus.OK if int(self._statuses[slot]) == 1 else RowStatus.FAILED
         return IndexHit(status, int(self._fps[slot]), int(self._positions[slot]))
 
     def line_at(self, position: int) -> bytes:
@@ -283,14 +284,14 @@ class EarlierRuns:
         hit = self.index.lookup(row_id, voice)
         if hit is None or hit.fingerprint_bits != _fingerprint_bits(fingerprint):
             return None
-        if hit.status == STATUS_FAILED and self.retry_failed:
+        if hit.status == RowStatus.FAILED and self.retry_failed:
             return None
         entry = self.index.entry_at(hit.position)
         if entry is None or entry.get("id") != row_id or entry.get("fingerprint") != fingerprint:
             return None
         if _entry_voice(entry) != voice:
             return None
-        if hit.status == STATUS_OK:
+        if hit.status == RowStatus.OK:
             if entry.get("path") != expected_path:
                 return None
             if not _same_stamp(entry, self.out_dir / expected_path):
@@ -371,7 +372,7 @@ class GroupCheck:
         if group in self._recorded and self._recorded[group] is None:
             return
         entry = self._earlier.earlier_result(row_id, voice, fingerprint, expected_path)
-        recorded = entry.get("group_fingerprint") if entry and entry.get("status") == STATUS_OK else None
+        recorded = entry.get("group_fingerprint") if entry and entry.get("status") == RowStatus.OK else None
         if not isinstance(recorded, str) or self._recorded.setdefault(group, recorded) != recorded:
             self._recorded[group] = None
 

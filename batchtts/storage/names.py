@@ -12,7 +12,7 @@ Layout of ``DIR`` (the ``--out`` folder)::
       audio/.<name>.<ext>.<random>.part
                                 a file being written (renamed into place when complete)
       results.parquet           the results manifest (``--results`` may put it elsewhere)
-      summary.json              counts and exit status for schedulers (:mod:`batchtts.ledger.summary_doc`)
+      summary.json              counts and exit status for schedulers (:mod:`batchtts.ledger.summary`)
       .batchtts/journal.jsonl   one JSON line per finished row, appended as rows finish
       .batchtts/journal.prev.jsonl  earlier runs' journal while a run uses it (:mod:`batchtts.ledger.resume`)
       .batchtts/lock            held by the running job (:mod:`batchtts.job.lock`)

@@ -60,7 +60,7 @@ def write_metadata(
 ) -> tuple[Path, int]:
     """Write ``kind``'s index of the ok entries into ``out_dir``; return (its path, the files listed).
 
-    ``entries`` are results entries ordered by row (:func:`batchtts.ledger.results.final_entries`);
+    ``entries`` are results entries ordered by row (:func:`batchtts.ledger.journal.final_entries`);
     ``defaults`` are the job's request defaults, to recover each row's request fields.
     """
     if kind not in METADATA_KINDS:
