@@ -11,8 +11,9 @@ Names are imported on first use, so ``batchtts --help`` stays fast.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from batchtts._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -49,17 +50,7 @@ if TYPE_CHECKING:
     from batchtts.units import Deadline, Rate, parse_deadline, parse_rate
 
 
-def __getattr__(name: str) -> Any:
-    module = _PUBLIC.get(name)
-    if module is None:
-        raise AttributeError(f"module 'batchtts' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_PUBLIC])
+__getattr__, __dir__ = lazy_exports(__name__, _PUBLIC)
 
 
 __all__ = [

@@ -74,3 +74,13 @@ def test_no_import_cycle_between_batchtts_modules():
 
 def test_the_cycle_finder_finds_one():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+
+
+def test_every_name_a_package_front_promises_resolves():
+    import importlib
+
+    fronts = ["batchtts", *sorted(module_name(p.parent / "__init__.py") for p in PACKAGE.rglob("__init__.py"))]
+    for front in dict.fromkeys(fronts):
+        module = importlib.import_module(front)
+        for name in getattr(module, "__all__", ()):
+            assert getattr(module, name) is not None, f"{front}.{name}"
