@@ -57,6 +57,16 @@ class _CliHandler(logging.StreamHandler[TextIO]):
         self.setFormatter(formatter)
         self.redact: Callable[[str], str] = lambda text: text
 
+    @property
+    def stream(self) -> TextIO:
+        """sys.stderr when the line is written: under the live display it is rich's proxy, so a
+        message (a SIGINT notice) prints above the bar instead of onto its line."""
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass  # always the stderr of the moment
+
     def format(self, record: logging.LogRecord) -> str:
         return self.redact(super().format(record))
 

@@ -182,7 +182,7 @@ def _count_in_background(manifest: Any, progress: Any, per_row: int = 1) -> None
     help="Live display on a terminal, plain lines elsewhere.",
 )
 @click.option("--no-progress", is_flag=True, help="Same as --progress off.")
-@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors and a one-line outcome (counts and exit status).")
 @click.option("-v", "--verbose", count=True, help="More detail: -v each failed row, -vv every row.")
 @click.option("--backoff-scale", type=float, default=1.0, hidden=True, help="Tests: scale every retry wait.")
 @job_file_option(required={"manifest": "MANIFEST", "out_dir": "--out"})
@@ -228,7 +228,7 @@ def run(
       batchtts run lines.csv --out out/ --local        # no key, bundled local server
       batchtts run --job jobs/nightly-dataset.toml --deadline 5h
     """
-    from batchtts.cli.logs import configure
+    from batchtts.cli.logs import NOTICE, configure
     from batchtts.cli.summary import print_summary
     from batchtts.errors import ManifestError, UsageError
     from batchtts.job.launch import Job, redactor
@@ -287,10 +287,12 @@ def run(
     except (ManifestError, UsageError) as exc:  # UsageError: the folder is locked by another run
         cli_log.error(str(exc))
         sys.exit(ExitStatus.USAGE)
-    if not quiet or summary.exit_code not in (ExitStatus.OK, ExitStatus.ROWS_FAILED):
-        if cli_log.json:
-            document = summary_document(summary, manifest=spec.manifest, out_dir=spec.out_dir)
-            cli_log.say("summary", f"{summary.rows} rows: {summary.ok} ok, {summary.failed} failed", **document)
-        else:
-            print_summary(summary, out_dir, local=local)
+    if cli_log.json:  # the summary event, -q or not: a log collector wants the outcome
+        document = summary_document(summary, manifest=spec.manifest, out_dir=spec.out_dir)
+        level = logging.ERROR if quiet else NOTICE
+        cli_log.say(
+            "summary", f"{summary.rows} rows: {summary.ok} ok, {summary.failed} failed", level=level, **document
+        )
+    else:
+        print_summary(summary, out_dir, local=local, quiet=quiet)
     sys.exit(summary.exit_code)

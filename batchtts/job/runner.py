@@ -74,7 +74,7 @@ class Runner:
         self.spec = spec
         self.manifest = manifest
         self.progress = progress
-        self.summary = JobSummary()
+        self.summary = JobSummary(group_files=0 if spec.shape.group_by else None)
         self._redact = redact
         self._stops = StopControl(grace_seconds=spec.grace_seconds)
         self._throttle = Throttle(
@@ -208,7 +208,9 @@ class Runner:
                     return
                 refusal = self._gate.admit(len(item.request.text))
                 if refusal is not None:
-                    self._stops.stop_starting(Stop.because(refusal.reason, refusal.message))
+                    self._stops.stop_starting(
+                        Stop.because(refusal.reason, refusal.message, next_step=refusal.next_step)
+                    )
                     return
                 self._recorder.started(item)
                 await self._assembly.make(item)
