@@ -181,6 +181,13 @@ def _count_in_background(manifest: Any, progress: Any, per_row: int = 1) -> None
     show_default=True,
     help="Live display on a terminal, plain lines elsewhere.",
 )
+@click.option(
+    "--progress-interval",
+    type=click.FloatRange(0.05),
+    default=10.0,
+    hidden=True,
+    help="Tests: seconds between plain progress lines.",
+)
 @click.option("--no-progress", is_flag=True, help="Same as --progress off.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and a one-line outcome (counts and exit status).")
 @click.option("-v", "--verbose", count=True, help="More detail: -v each failed row, -vv every row.")
@@ -210,6 +217,7 @@ def run(
     limit: int | None,
     log_format: str,
     progress_mode: str,
+    progress_interval: float,
     no_progress: bool,
     quiet: bool,
     verbose: int,
@@ -279,7 +287,7 @@ def run(
     if key is not None:
         cli_log.set_redact(redactor(key))
     mode = "off" if (no_progress or quiet) else progress_mode
-    progress = cli_log.progress(mode, job.total_results)
+    progress = cli_log.progress(mode, job.total_results, interval=progress_interval)
     if mode != "off" and job.total_results is None:
         _count_in_background(job.manifest, progress, shape.results_per_row)
     try:

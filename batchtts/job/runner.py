@@ -33,7 +33,7 @@ from batchtts.errors import ManifestError
 from batchtts.job.attempts import Attempts
 from batchtts.job.items import WorkItem
 from batchtts.job.lock import job_lock
-from batchtts.job.progress import ProgressReporter
+from batchtts.job.progress import InFlight, ProgressReporter
 from batchtts.job.recorder import Recorder
 from batchtts.job.reuse import Reuse
 from batchtts.job.shaping.assembly import Assembly
@@ -84,7 +84,7 @@ class Runner:
         #: Finished files are made durable and renamed in groups, out of the stream slots.
         self._commits = GroupCommit()
         self._recorder = Recorder(self.summary, progress, self._stops)
-        attempts = Attempts(
+        self._attempts = attempts = Attempts(
             client=client,
             throttle=self._throttle,
             retry=spec.retry,
@@ -110,6 +110,13 @@ class Runner:
                                     retry_failed=spec.retry_failed)  # fmt: skip
         self._reuse = Reuse(self._earlier, self._assembly, self._recorder, force=spec.force)
         self._manifest_error: ManifestError | None = None
+        progress.watch(self._in_flight, row_cap=spec.limit)
+
+    def _in_flight(self) -> InFlight:
+        """The job at this moment, for displays that print on a clock (read from their thread)."""
+        state = self._throttle.state
+        audio = self.summary.audio_seconds + self._attempts.audio_seconds_in_flight()
+        return InFlight(state.in_flight, state.concurrency, state.rate_per_second, audio)
 
     async def run(self) -> JobSummary:
         started = time.monotonic()

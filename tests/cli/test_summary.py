@@ -92,3 +92,48 @@ def test_the_audiobook_summary_counts_its_chapter_files(tmp_path, local_server):
     assert "batchtts: 2 chapter files written" in job.output
     complete = JobSummary(rows=1, ok=1, complete=True, group_files=1)
     assert "batchtts: 1 chapter file written" in summary_lines(complete, tmp_path)
+
+
+def test_plain_progress_prints_on_a_clock_while_one_long_row_streams(tmp_path, local_server):
+    # One row whose stream lasts well over the interval: lines must come before it finishes.
+    server = local_server(realtime_factor=1.0)
+    rows = [{"id": "long", "text": "A long sentence that takes a while to say out loud. " * 3}]
+    manifest = write_csv(tmp_path / "m.csv", rows)
+    args = ("--progress", "plain", "--progress-interval", "0.2")
+    job = run_job(manifest, tmp_path / "out", server.base_url, *args)
+    assert job.exit_code == 0, job.output
+    alive = [line for line in job.output.splitlines() if line.startswith("batchtts: 0/1 rows")]
+    assert alive, job.output
+    assert any("streaming 1/" in line and "of audio" in line for line in alive)
+
+
+def test_the_eta_counts_only_the_rows_a_limit_lets_start():
+    from batchtts.job.progress import ProgressReporter
+
+    progress = ProgressReporter(200)
+    progress.row_cap = 30
+    for _ in range(10):
+        progress.row_finished("ok")
+    assert progress.remaining() == 20  # not 190
+    progress.started -= 10.0  # 10 rows in 10 s: 1 row/s
+    assert round(progress.eta_seconds() or 0) == 20
+
+
+def test_the_live_display_labels_its_eta_and_shows_the_streams_of_this_moment():
+    import io
+
+    from rich.console import Console
+
+    from batchtts.cli.progress import LiveProgress
+    from batchtts.job.progress import InFlight
+
+    screen = io.StringIO()
+    streams = [2]
+    progress = LiveProgress(4, console=Console(file=screen, force_terminal=True, width=200))
+    progress.watch(lambda: InFlight(streams[0], 4, 5.0, 12.0))
+    progress.start()
+    progress.row_finished("ok")
+    streams[0] = 0  # every stream ended: the display must not keep the old count
+    progress.stop()
+    final = screen.getvalue().rsplit("\r", 1)[-1]  # the last refresh of the bar's line
+    assert "ETA " in final and "streaming 0/4" in final and "1/4" in final
