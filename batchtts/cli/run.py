@@ -232,8 +232,8 @@ def run(
 
     \b
     Example:
-      batchtts run lines.csv --out out/ --voice-id emily --concurrency 8 --rate 300/min
-      batchtts run lines.csv --out out/ --local        # no key, bundled local server
+      batchtts run jobs/demo.csv --out out/ --voice-id emily --concurrency 8 --rate 300/min
+      batchtts run jobs/demo.csv --out out/ --local        # no key, bundled local server
       batchtts run --job jobs/nightly-dataset.toml --deadline 5h
     """
     from batchtts.cli.logs import NOTICE, configure
