@@ -112,7 +112,14 @@ def _count_in_background(manifest: Any, progress: Any, per_row: int = 1) -> None
     type=click.IntRange(1, 100),
     default=5,
     show_default=True,
-    help="Attempts per row, the first included.",
+    help="Attempts per row, the first included (429 answers are counted apart: --max-rate-limited).",
+)
+@click.option(
+    "--max-rate-limited",
+    type=click.IntRange(1, 10_000),
+    default=50,
+    show_default=True,
+    help="429 answers a row may get before it fails; they do not use up --max-attempts.",
 )
 @click.option(
     "--max-backoff",
@@ -206,6 +213,7 @@ def run(
     rate: Any,
     adaptive: bool,
     max_attempts: int,
+    max_rate_limited: int,
     max_backoff: float,
     timeout: float,
     connect_timeout: float,
@@ -265,7 +273,12 @@ def run(
         concurrency=concurrency,
         rate=rate,
         adaptive=adaptive,
-        retry=RetryPolicy(max_attempts=max_attempts, max_backoff=max_backoff, time_scale=backoff_scale),
+        retry=RetryPolicy(
+            max_attempts=max_attempts,
+            max_rate_limited=max_rate_limited,
+            max_backoff=max_backoff,
+            time_scale=backoff_scale,
+        ),
         grace_seconds=grace,
         force=force,
         retry_failed=retry_failed,
