@@ -76,6 +76,11 @@ def _count_in_background(manifest: Any, progress: Any, per_row: int = 1) -> None
 @manifest_options
 @request_default_options
 @click.option(
+    "--results-text",
+    is_flag=True,
+    help="Carry each row's text into the results manifest (a column named as the text column).",
+)
+@click.option(
     "--file-format", type=click.Choice(FILE_FORMATS), default="wav", show_default=True, help="How PCM audio is stored."
 )
 @shape_options
@@ -204,6 +209,7 @@ def run(
     manifest: Path,
     out_dir: Path,
     results_path: Path | None,
+    results_text: bool,
     file_format: str,
     base_url: str,
     api_key_file: Path | None,
@@ -265,6 +271,7 @@ def run(
         manifest=manifest,
         out_dir=out_dir,
         results_path=results_path,
+        results_text=results_text,
         text_column=text_column,
         id_column=id_column,
         defaults=defaults,

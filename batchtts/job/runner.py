@@ -112,6 +112,12 @@ class Runner:
         self._manifest_error: ManifestError | None = None
         progress.watch(self._in_flight, row_cap=spec.limit)
 
+    @property
+    def _carried_columns(self) -> list[str]:
+        """The manifest's carried columns, and its text column with ``--results-text``."""
+        text = [self.manifest.text_column] if self.spec.results_text else []
+        return [*self.manifest.carried_columns, *text]
+
     def _in_flight(self) -> InFlight:
         """The job at this moment, for displays that print on a clock (read from their thread)."""
         state = self._throttle.state
@@ -187,9 +193,12 @@ class Runner:
         self._reuse.find_standing_groups(manifest, RowPlanner(self.spec.defaults, track_duplicates=track))
         planner = RowPlanner(self.spec.defaults, track_duplicates=track)
         workers_gone = False
+        text_name = manifest.text_column if self.spec.results_text else None
         for count, row in enumerate(manifest, start=1):
             if stops.abandoned:
                 return
+            if text_name is not None:
+                row.carried[text_name] = row.text  # --results-text: every result of the row has it
             if count % 64 == 0:
                 await anyio.sleep(0)  # let workers and the signal watcher run between long stretches
             for item in self._assembly.items(planner.plan(row)):
@@ -236,7 +245,7 @@ class Runner:
         write_journal_results(
             journal,
             spec.results,
-            carried_columns=self.manifest.carried_columns,
+            carried_columns=self._carried_columns,
             extra_columns=spec.shape.extra_columns,
         )
         self._write_metadata()
