@@ -137,3 +137,19 @@ def test_the_live_display_labels_its_eta_and_shows_the_streams_of_this_moment():
     progress.stop()
     final = screen.getvalue().rsplit("\r", 1)[-1]  # the last refresh of the bar's line
     assert "ETA " in final and "streaming 0/4" in final and "1/4" in final
+
+
+def test_log_lines_go_to_the_stderr_of_the_moment(monkeypatch):
+    # The live display swaps sys.stderr for a proxy that prints above the bar: a log line
+    # (the SIGINT notice) written to the stderr captured at start-up would land on the bar's line.
+    import io
+    import logging
+    import sys
+
+    from batchtts.cli.logs import configure
+
+    configure("text")
+    proxy = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", proxy)
+    logging.getLogger("batchtts").warning("SIGINT: no new rows start")
+    assert proxy.getvalue() == "batchtts: SIGINT: no new rows start\n"
