@@ -2,19 +2,28 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
-STAMP   = $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+CKSUM   = $(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# One stamp per set of extras: `make demo` installs only what the demo needs (speech),
+# `make test` the test, bench and lint tools too.
+DEV     = $(VENV)/.installed-dev-$(CKSUM)
+DEMO    = $(VENV)/.installed-demo-$(CKSUM)
 
 .PHONY: install lint test demo bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): $(BIN)/python pyproject.toml
+$(DEV): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test,bench,lint]'
-	rm -f $(VENV)/.installed-*; touch $(STAMP)
+	rm -f $(VENV)/.installed-dev-*; touch $(DEV)
 
-install: $(STAMP)
+$(DEMO): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[speech]'
+	rm -f $(VENV)/.installed-demo-*; touch $(DEMO)
+
+install: $(DEV)
 
 # ruff (lint, then the formatting check) and mypy; `make test` runs them first, so CI enforces them.
 lint: install
@@ -25,8 +34,9 @@ lint: install
 test: lint
 	$(BIN)/python -m pytest
 
-demo: install
+demo: $(DEMO)
 	$(BIN)/batchtts run --job jobs/demo.toml
+	@echo "batchtts: installed in .venv: run .venv/bin/batchtts --help (or 'source .venv/bin/activate', then batchtts)"
 
 bench: install
 	$(BIN)/python benchmarks/run.py

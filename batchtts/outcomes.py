@@ -84,13 +84,10 @@ _STOPS: dict[StopReason, tuple[ExitStatus, str]] = {
         "the API rejected the key: check SMALLEST_API_KEY or --api-key-file, then rerun",
     ),
     StopReason.INTERRUPTED: (ExitStatus.SIGINT, "rerun the same command to finish the remaining rows"),
-    StopReason.DEADLINE: (
-        ExitStatus.STOPPED_BY_LIMIT,
-        "rerun the same command to do the pending rows (a --deadline given as a date and time must be moved later)",
-    ),
+    StopReason.DEADLINE: (ExitStatus.STOPPED_BY_LIMIT, "rerun the same command to do the pending rows"),
     StopReason.BUDGET: (
         ExitStatus.STOPPED_BY_LIMIT,
-        "rerun with a new --max-characters budget to do the pending rows",
+        "rerun the same command to do the pending rows (each run starts rows worth at most the budget)",
     ),
     StopReason.LIMIT: (ExitStatus.STOPPED_BY_LIMIT, "rerun the same command to do the pending rows"),
     StopReason.MANIFEST: (ExitStatus.USAGE, "fix the manifest, then rerun: the rows already done are kept"),
@@ -113,10 +110,23 @@ class Stop:
     reason: StopReason
     message: str | None
     exit_status: ExitStatus
+    #: What to do next when this stop needs other advice than its reason's (``--limit 0``).
+    next_step_override: str | None = None
+
+    @property
+    def next_step(self) -> str:
+        return self.next_step_override or self.reason.next_step
 
     @classmethod
-    def because(cls, reason: StopReason, message: str | None, exit_status: ExitStatus | None = None) -> Stop:
-        return cls(reason, message, reason.exit_status if exit_status is None else exit_status)
+    def because(
+        cls,
+        reason: StopReason,
+        message: str | None,
+        exit_status: ExitStatus | None = None,
+        *,
+        next_step: str | None = None,
+    ) -> Stop:
+        return cls(reason, message, reason.exit_status if exit_status is None else exit_status, next_step)
 
 
 __all__ = ["EXIT_MEANINGS", "ExitStatus", "RowStatus", "Stop", "StopReason", "exit_meaning"]

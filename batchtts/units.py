@@ -70,6 +70,13 @@ class Deadline:
     text: str  # as the user wrote it, for messages
     seconds: float | None = None  # a span from the run's start
     at: datetime | None = None  # a wall-clock time (aware)
+    #: A time of day (``06:00``): the next run's is the next one, so a rerun moves on by itself.
+    daily: bool = False
+
+    @property
+    def fixed(self) -> bool:
+        """A date and time: once past, every rerun stops at once until it is moved later."""
+        return self.at is not None and not self.daily
 
     def seconds_left(self, now: datetime | None = None) -> float:
         """Seconds from ``now`` (aware; default: this moment) to the deadline; negative once past."""
@@ -94,7 +101,7 @@ def parse_deadline(text: str, now: datetime | None = None) -> Deadline:
         at = local_now.replace(hour=hour, minute=minute, second=second, microsecond=0)
         if at <= local_now:
             at += timedelta(days=1)  # 06:00 at 22:00 means tomorrow morning
-        return Deadline(text=value, at=at.astimezone())
+        return Deadline(text=value, at=at.astimezone(), daily=True)
     if _ISO_DATE.match(value):
         try:
             at = datetime.fromisoformat(value.replace("Z", "+00:00").replace(" ", "T"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import binascii
 import email.utils
 import json
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -57,6 +58,33 @@ class AttemptOutcome:
     ttfb_ms: float | None
     total_ms: float
     audio_bytes: int
+
+
+def describe_network_error(exc: httpx.TransportError, url: str) -> str:
+    """One sentence with the host and the reason: ``cannot connect to api.smallest.ai:443: name
+    resolution failed``, not ``network error (ConnectError)``."""
+    parsed = httpx.URL(url)
+    where = f"{parsed.host}:{parsed.port or (443 if parsed.scheme == 'https' else 80)}"
+    cause: BaseException | None = exc
+    reason = ""
+    while cause is not None:  # the OS's own error is at the end of httpx's and httpcore's chain
+        if isinstance(cause, socket.gaierror):
+            reason = "name resolution failed"
+            break
+        if isinstance(cause, ConnectionRefusedError):
+            reason = "connection refused (nothing listens there)"
+            break
+        if isinstance(cause, OSError) and cause.strerror:
+            reason = cause.strerror.lower()
+            break
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(exc, httpx.ConnectTimeout):
+        return f"cannot connect to {where}: timed out"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"{where} sent nothing for too long ({type(exc).__name__}; see --timeout)"
+    if isinstance(exc, httpx.ConnectError):
+        return f"cannot connect to {where}: {reason or str(exc) or 'connection failed'}"
+    return f"network error with {where}: {reason or str(exc) or type(exc).__name__}"
 
 
 class ApiKey:
@@ -157,12 +185,10 @@ class WavesClient:
                 ttfb_ms, audio_bytes, done_at = await _consume_stream(response, sink, started, clock, server_request_id)
         except AttemptError:
             raise
-        except httpx.TimeoutException as exc:
-            raise NetworkError(f"timed out ({type(exc).__name__})") from None
         except httpx.RemoteProtocolError:
             raise StreamIncomplete("connection cut mid-stream") from None
         except httpx.TransportError as exc:
-            raise NetworkError(f"network error ({type(exc).__name__})") from None
+            raise NetworkError(describe_network_error(exc, self._url)) from None
         finally:
             self._busy[pool] -= 1
         return AttemptOutcome(

@@ -117,6 +117,15 @@ class AudioSink:
             return output_format if file_format == "raw" else file_format
         raise ValueError(f"unknown output format {output_format!r}")
 
+    @property
+    def seconds_so_far(self) -> float:
+        """Audio received so far, for progress (0 for mp3, which is measured only when whole)."""
+        if self.output_format in ("pcm", "wav"):
+            return self._payload / 2 / self._rate
+        if self.output_format in G711_TAGS:
+            return self._payload / self._rate
+        return 0.0
+
     # --- writing -----------------------------------------------------------
 
     def write(self, chunk: bytes) -> None:

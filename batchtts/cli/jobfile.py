@@ -42,8 +42,8 @@ TABLES: dict[str, tuple[str, ...]] = {
     ),
     "api": ("base-url", "api-key-file", "local", "engine", "timeout", "connect-timeout"),
     "limits": (
-        "concurrency", "rate", "adaptive", "max-attempts", "max-backoff", "deadline", "max-characters", "limit",
-        "grace",
+        "concurrency", "rate", "adaptive", "max-attempts", "max-rate-limited", "max-backoff", "deadline",
+        "max-characters", "limit", "grace",
     ),
     "files": (
         "max-chars", "join-gap-ms", "group-by", "order-by", "title-column", "voices", "keep-parts", "shard-dirs",
@@ -115,8 +115,9 @@ def load_job_file(path: Path, command: click.Command) -> JobFile:
             suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
             raise JobFileError(f"job file {path}: {where}: no such option{suggestion}")
         if table is not None and table_of.get(key) != table:
-            home = f"the [{table_of[key]}] table" if key in table_of else "the top level"
-            raise JobFileError(f"job file {path}: {where}: belongs at {home}")
+            home = f"in the [{table_of[key]}] table" if key in table_of else "at the top level"
+            here = f"in [{table}]" if table else "at the top level"
+            raise JobFileError(f"job file {path}: {raw_key!r} goes {home}, not {here}")
         if key in values:
             raise JobFileError(f"job file {path}: {key} is set twice")
         values[key] = value

@@ -57,6 +57,16 @@ class _CliHandler(logging.StreamHandler[TextIO]):
         self.setFormatter(formatter)
         self.redact: Callable[[str], str] = lambda text: text
 
+    @property
+    def stream(self) -> TextIO:
+        """sys.stderr when the line is written: under the live display it is rich's proxy, so a
+        message (a SIGINT notice) prints above the bar instead of onto its line."""
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass  # always the stderr of the moment
+
     def format(self, record: logging.LogRecord) -> str:
         return self.redact(super().format(record))
 
@@ -83,11 +93,11 @@ class CliLog:
     def error(self, message: str, **fields: Any) -> None:
         self.say("error", f"error: {message}", level=logging.ERROR, **fields)
 
-    def progress(self, mode: str, total: int | None) -> ProgressReporter:
+    def progress(self, mode: str, total: int | None, *, interval: float = 10.0) -> ProgressReporter:
         """The progress display for ``--progress MODE``: JSON lines replace the text ones in json mode."""
         if self.json and mode != "off":
-            return JsonProgress(total, self)
-        return make_progress(mode, total)
+            return JsonProgress(total, self, interval=interval)
+        return make_progress(mode, total, interval=interval)
 
 
 def configure(log_format: str = "text", *, verbose: int = 0, quiet: bool = False) -> CliLog:
@@ -111,7 +121,8 @@ class JsonProgress(PlainProgress):
 
     def _print(self) -> None:
         c = self.counts
-        limits = self.limits
+        live = self.in_flight()
+        eta = self.eta_seconds()
         self._log.say(
             "progress",
             f"{c.done}/{self.total if self.total is not None else '?'} rows",
@@ -121,7 +132,8 @@ class JsonProgress(PlainProgress):
             failed=c.failed,
             skipped=c.skipped,
             rows_per_second=round(self.rows_per_second(), 2),
-            eta_seconds=self.eta_seconds(),
-            in_flight=limits.in_flight if limits else None,
-            concurrency=limits.concurrency if limits else None,
+            eta_seconds=round(eta, 1) if eta is not None else None,
+            in_flight=live.streams if live else None,
+            concurrency=live.concurrency if live else None,
+            audio_seconds=round(live.audio_seconds, 3) if live else None,
         )

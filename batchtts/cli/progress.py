@@ -8,36 +8,46 @@ ETA, streams in flight and the current effective concurrency and pace.
 from __future__ import annotations
 
 import sys
-import time
+import threading
 from typing import TextIO
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TaskID, TextColumn
+from rich.text import Text
 
-from batchtts.job.progress import ProgressReporter
-from batchtts.schedule.throttle import ThrottleState
+from batchtts.job.progress import InFlight, ProgressReporter
 
 
-def _describe_limits(state: ThrottleState | None) -> str:
-    if state is None:
+def describe_in_flight(live: InFlight | None) -> str:
+    """``streaming 3/4, pace 5.0/s, 1m12s of audio``: the job at this moment."""
+    if live is None:
         return ""
-    pace = f"{state.rate_per_second:.1f}/s" if state.rate_per_second else "unpaced"
-    return f"in flight {state.in_flight}/{state.concurrency}, pace {pace}"
+    pace = f"{live.rate_per_second:.1f}/s" if live.rate_per_second else "unpaced"
+    return f"streaming {live.streams}/{live.concurrency}, pace {pace}, {format_duration(live.audio_seconds)} of audio"
 
 
 class PlainProgress(ProgressReporter):
-    """A line every ``interval`` seconds, for logs."""
+    """A line every ``interval`` seconds on a clock, for logs: it shows the job is alive even while
+    no row finishes (one long row streaming, a slow server)."""
 
     def __init__(self, total: int | None, *, stream: TextIO | None = None, interval: float = 10.0) -> None:
         super().__init__(total)
-        self._stream = stream or sys.stderr
+        self._stream = stream
         self._interval = interval
-        self._last = time.monotonic()
+        self._stopped = threading.Event()
+        self._clock: threading.Thread | None = None
 
-    def _changed(self) -> None:
-        now = time.monotonic()
-        if now - self._last >= self._interval:
-            self._last = now
+    def start(self) -> None:
+        self._clock = threading.Thread(target=self._tick, name="batchtts-progress", daemon=True)
+        self._clock.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._clock is not None:
+            self._clock.join(timeout=1.0)
+
+    def _tick(self) -> None:
+        while not self._stopped.wait(self._interval):
             self._print()
 
     def _print(self) -> None:
@@ -45,13 +55,32 @@ class PlainProgress(ProgressReporter):
         total = f"/{self.total}" if self.total is not None else ""
         eta = self.eta_seconds()
         eta_text = f", ETA {format_duration(eta)}" if eta is not None else ""
-        limits = _describe_limits(self.limits)
+        live = describe_in_flight(self.in_flight())
         print(
             f"batchtts: {c.done}{total} rows ({c.failed} failed), {self.rows_per_second():.1f} rows/s"
-            f"{eta_text}{', ' + limits if limits else ''}",
-            file=self._stream,
+            f"{eta_text}{', ' + live if live else ''}",
+            file=self._stream or sys.stderr,
             flush=True,
         )
+
+
+class _Figures(ProgressColumn):
+    """Rendered by rich at each refresh from the reporter itself, so nothing shown is stale."""
+
+    def __init__(self, reporter: ProgressReporter) -> None:
+        super().__init__()
+        self._reporter = reporter
+
+    def render(self, task: Task) -> Text:
+        reporter = self._reporter
+        eta = reporter.eta_seconds()
+        parts = [
+            f"{reporter.counts.failed} failed",
+            f"{reporter.rows_per_second():.1f} rows/s",
+            f"ETA {format_duration(eta) if eta is not None else '?'}",
+        ]
+        live = describe_in_flight(reporter.in_flight())
+        return Text(", ".join([*parts, live] if live else parts))
 
 
 class LiveProgress(ProgressReporter):
@@ -63,10 +92,7 @@ class LiveProgress(ProgressReporter):
             TextColumn("[bold]batchtts"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("[red]{task.fields[failed]} failed"),
-            TextColumn("{task.fields[speed]} rows/s"),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[limits]}"),
+            _Figures(self),
             console=console or Console(stderr=True),
             refresh_per_second=4,
         )
@@ -74,7 +100,7 @@ class LiveProgress(ProgressReporter):
 
     def start(self) -> None:
         self._progress.start()
-        self._task = self._progress.add_task("rows", total=self.total, failed=0, speed="0.0", limits="")
+        self._task = self._progress.add_task("rows", total=self.total)
 
     def stop(self) -> None:
         self._progress.stop()
@@ -86,16 +112,12 @@ class LiveProgress(ProgressReporter):
 
     def _changed(self) -> None:
         if self._task is not None:
-            self._progress.update(
-                self._task,
-                completed=self.counts.done,
-                failed=self.counts.failed,
-                speed=f"{self.rows_per_second():.1f}",
-                limits=_describe_limits(self.limits),
-            )
+            self._progress.update(self._task, completed=self.counts.done)
 
 
-def make_progress(mode: str, total: int | None, stream: TextIO | None = None) -> ProgressReporter:
+def make_progress(
+    mode: str, total: int | None, stream: TextIO | None = None, *, interval: float = 10.0
+) -> ProgressReporter:
     """``auto`` picks live on a terminal and plain elsewhere; ``off`` shows nothing."""
     stream = stream or sys.stderr
     if mode == "auto":
@@ -103,7 +125,7 @@ def make_progress(mode: str, total: int | None, stream: TextIO | None = None) ->
     if mode == "live":
         return LiveProgress(total, console=Console(file=stream))
     if mode == "plain":
-        return PlainProgress(total, stream=stream)
+        return PlainProgress(total, stream=stream, interval=interval)
     return ProgressReporter(total)
 
 

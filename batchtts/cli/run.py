@@ -76,6 +76,11 @@ def _count_in_background(manifest: Any, progress: Any, per_row: int = 1) -> None
 @manifest_options
 @request_default_options
 @click.option(
+    "--results-text",
+    is_flag=True,
+    help="Carry each row's text into the results manifest (a column named as the text column).",
+)
+@click.option(
     "--file-format", type=click.Choice(FILE_FORMATS), default="wav", show_default=True, help="How PCM audio is stored."
 )
 @shape_options
@@ -112,7 +117,14 @@ def _count_in_background(manifest: Any, progress: Any, per_row: int = 1) -> None
     type=click.IntRange(1, 100),
     default=5,
     show_default=True,
-    help="Attempts per row, the first included.",
+    help="Attempts per row, the first included (429 answers are counted apart: --max-rate-limited).",
+)
+@click.option(
+    "--max-rate-limited",
+    type=click.IntRange(1, 10_000),
+    default=50,
+    show_default=True,
+    help="429 answers a row may get before it fails; they do not use up --max-attempts.",
 )
 @click.option(
     "--max-backoff",
@@ -181,8 +193,15 @@ def _count_in_background(manifest: Any, progress: Any, per_row: int = 1) -> None
     show_default=True,
     help="Live display on a terminal, plain lines elsewhere.",
 )
+@click.option(
+    "--progress-interval",
+    type=click.FloatRange(0.05),
+    default=10.0,
+    hidden=True,
+    help="Tests: seconds between plain progress lines.",
+)
 @click.option("--no-progress", is_flag=True, help="Same as --progress off.")
-@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors and a one-line outcome (counts and exit status).")
 @click.option("-v", "--verbose", count=True, help="More detail: -v each failed row, -vv every row.")
 @click.option("--backoff-scale", type=float, default=1.0, hidden=True, help="Tests: scale every retry wait.")
 @job_file_option(required={"manifest": "MANIFEST", "out_dir": "--out"})
@@ -190,6 +209,7 @@ def run(
     manifest: Path,
     out_dir: Path,
     results_path: Path | None,
+    results_text: bool,
     file_format: str,
     base_url: str,
     api_key_file: Path | None,
@@ -199,6 +219,7 @@ def run(
     rate: Any,
     adaptive: bool,
     max_attempts: int,
+    max_rate_limited: int,
     max_backoff: float,
     timeout: float,
     connect_timeout: float,
@@ -210,6 +231,7 @@ def run(
     limit: int | None,
     log_format: str,
     progress_mode: str,
+    progress_interval: float,
     no_progress: bool,
     quiet: bool,
     verbose: int,
@@ -224,11 +246,11 @@ def run(
 
     \b
     Example:
-      batchtts run lines.csv --out out/ --voice-id emily --concurrency 8 --rate 300/min
-      batchtts run lines.csv --out out/ --local        # no key, bundled local server
+      batchtts run jobs/demo.csv --out out/ --voice-id emily --concurrency 8 --rate 300/min
+      batchtts run jobs/demo.csv --out out/ --local        # no key, bundled local server
       batchtts run --job jobs/nightly-dataset.toml --deadline 5h
     """
-    from batchtts.cli.logs import configure
+    from batchtts.cli.logs import NOTICE, configure
     from batchtts.cli.summary import print_summary
     from batchtts.errors import ManifestError, UsageError
     from batchtts.job.launch import Job, redactor
@@ -249,6 +271,7 @@ def run(
         manifest=manifest,
         out_dir=out_dir,
         results_path=results_path,
+        results_text=results_text,
         text_column=text_column,
         id_column=id_column,
         defaults=defaults,
@@ -257,7 +280,12 @@ def run(
         concurrency=concurrency,
         rate=rate,
         adaptive=adaptive,
-        retry=RetryPolicy(max_attempts=max_attempts, max_backoff=max_backoff, time_scale=backoff_scale),
+        retry=RetryPolicy(
+            max_attempts=max_attempts,
+            max_rate_limited=max_rate_limited,
+            max_backoff=max_backoff,
+            time_scale=backoff_scale,
+        ),
         grace_seconds=grace,
         force=force,
         retry_failed=retry_failed,
@@ -279,7 +307,7 @@ def run(
     if key is not None:
         cli_log.set_redact(redactor(key))
     mode = "off" if (no_progress or quiet) else progress_mode
-    progress = cli_log.progress(mode, job.total_results)
+    progress = cli_log.progress(mode, job.total_results, interval=progress_interval)
     if mode != "off" and job.total_results is None:
         _count_in_background(job.manifest, progress, shape.results_per_row)
     try:
@@ -287,10 +315,12 @@ def run(
     except (ManifestError, UsageError) as exc:  # UsageError: the folder is locked by another run
         cli_log.error(str(exc))
         sys.exit(ExitStatus.USAGE)
-    if not quiet or summary.exit_code not in (ExitStatus.OK, ExitStatus.ROWS_FAILED):
-        if cli_log.json:
-            document = summary_document(summary, manifest=spec.manifest, out_dir=spec.out_dir)
-            cli_log.say("summary", f"{summary.rows} rows: {summary.ok} ok, {summary.failed} failed", **document)
-        else:
-            print_summary(summary, out_dir, local=local)
+    if cli_log.json:  # the summary event, -q or not: a log collector wants the outcome
+        document = summary_document(summary, manifest=spec.manifest, out_dir=spec.out_dir)
+        level = logging.ERROR if quiet else NOTICE
+        cli_log.say(
+            "summary", f"{summary.rows} rows: {summary.ok} ok, {summary.failed} failed", level=level, **document
+        )
+    else:
+        print_summary(summary, out_dir, local=local, quiet=quiet)
     sys.exit(summary.exit_code)

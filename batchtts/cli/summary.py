@@ -1,4 +1,9 @@
-"""The end-of-job summary a person reads (the machine-readable one is summary.json)."""
+"""The end-of-job summary a person reads (the machine-readable one is summary.json).
+
+Every figure is this run's own and says so: a rerun that sent nothing says
+there was nothing to do, not ``0.0 rows/s``; a run stopped before the end of
+the manifest says its results are partial. ``-q`` gets one line.
+"""
 
 from __future__ import annotations
 
@@ -8,32 +13,64 @@ import click
 
 from batchtts.cli.progress import format_duration
 from batchtts.ledger import JobSummary
+from batchtts.outcomes import exit_meaning
 
 
-def print_summary(summary: JobSummary, out_dir: Path, *, local: bool = False) -> None:
-    wall = summary.wall_seconds
-    # Rows this run finished: not the pending ones, not the ones kept from earlier runs.
-    finished = summary.ok - summary.skipped + summary.failed
-    speed = finished / wall if wall > 0 else 0.0
-    hours = summary.audio_seconds / 3600
-    earlier = f" ({summary.skipped} kept from earlier runs)" if summary.skipped else ""
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """``1 row``, ``2 rows``."""
+    return f"{count} {word if count == 1 else (words or word + 's')}"
+
+
+def outcome_line(summary: JobSummary) -> str:
+    """The one-line outcome: counts and the exit status (what ``-q`` prints)."""
     pending = f", {summary.pending} pending" if summary.pending else ""
-    lines = [
-        f"batchtts: {summary.rows} rows: {summary.ok} ok, {summary.failed} failed{pending}{earlier} "
-        f"in {format_duration(wall)} ({speed:.1f} rows/s)",
-        f"batchtts: {hours:.3f} h of audio made ({format_duration(summary.audio_seconds)})"
-        f"{' by the local server' if local else ''}"
-        f"{f', {format_duration(summary.audio_seconds_total)} in all' if summary.skipped else ''}; "
-        f"{summary.retries} retries, {summary.rate_limited} rate-limited (429)",
-    ]
-    for row_id, reason in summary.failure_examples:
-        lines.append(f"batchtts:   failed {row_id!r}: {reason}")
-    if summary.failed > len(summary.failure_examples):
-        lines.append(f"batchtts:   ... and {summary.failed - len(summary.failure_examples)} more failed rows")
+    code = int(summary.exit_code)
+    return (
+        f"batchtts: {plural(summary.rows, 'row')}: {summary.ok} ok, {summary.failed} failed{pending}; "
+        f"exit {code} ({exit_meaning(code)})"
+    )
+
+
+def summary_lines(summary: JobSummary, out_dir: Path, *, local: bool = False) -> list[str]:
+    """The whole summary, a line each."""
+    pending = f", {summary.pending} pending" if summary.pending else ""
+    earlier = f" ({summary.skipped} kept from earlier runs)" if summary.skipped else ""
+    counts = f"batchtts: {plural(summary.rows, 'row')}: {summary.ok} ok, {summary.failed} failed{pending}{earlier}"
+    wall, made = summary.wall_seconds, summary.synthesized
+    if summary.attempts == 0:
+        nothing = "nothing to do: every row was kept from an earlier run" if summary.skipped == summary.rows else ""
+        lines = [f"{counts}; {nothing or 'no request sent'}"]
+    else:
+        speed = f", {made / wall:.1f} rows/s" if made and wall > 0 else ""
+        lines = [f"{counts} in {format_duration(wall)} ({plural(made, 'row')} made{speed})"]
+        audio = format_duration(summary.audio_seconds) if summary.audio_seconds else "no"
+        in_all = f", {format_duration(summary.audio_seconds_total)} in all" if summary.skipped else ""
+        lines.append(
+            f"batchtts: {audio} audio made{' by the local server' if local else ''}{in_all}; "
+            f"{plural(summary.retries, 'retry', 'retries')}, {summary.rate_limited} rate-limited (429)"
+        )
+    if summary.group_files is not None:
+        lines.append(f"batchtts: {plural(summary.group_files, 'chapter file')} written")
+    for failed in summary.failure_examples:
+        voice = f" (voice {failed.voice})" if failed.voice else ""
+        lines.append(f"batchtts:   failed {failed.row_id!r}{voice}: {failed.reason}")
+    more = summary.failed - len(summary.failure_examples)
+    if more > 0:
+        lines.append(f"batchtts:   ... and {plural(more, 'more failed row')}")
+    if not summary.complete:
+        lines.append(
+            f"batchtts: partial results: the run stopped before the end of the manifest; "
+            f"the results list the {plural(summary.rows, 'row')} it reached"
+        )
     if summary.stop is not None:
         # Why (the run's own words, e.g. which deadline), then what to do about it.
         lines.append(f"batchtts: stopped: {summary.stop.message or summary.stop.reason}")
-        lines.append(f"batchtts: next: {summary.stop.reason.next_step}")
+        lines.append(f"batchtts: next: {summary.stop.next_step}")
     lines.append(f"batchtts: audio in {out_dir}/, results in {summary.results_path}, summary in {out_dir}/summary.json")
+    return lines
+
+
+def print_summary(summary: JobSummary, out_dir: Path, *, local: bool = False, quiet: bool = False) -> None:
+    lines = [outcome_line(summary)] if quiet else summary_lines(summary, out_dir, local=local)
     for line in lines:
         click.echo(line, err=True)

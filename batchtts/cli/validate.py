@@ -51,8 +51,8 @@ def validate(
 
     \b
     Examples:
-      batchtts validate jobs/sample.csv
-      batchtts validate lines.parquet --text-column sentence --id-column utt_id --voice-id emily
+      batchtts validate jobs/demo.csv
+      batchtts validate jobs/nightly-dataset.csv --text-column sentence --id-column utt_id --voice-id emily
     """
     from batchtts.api.request import InvalidRequest
     from batchtts.errors import ManifestError

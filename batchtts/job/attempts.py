@@ -71,6 +71,12 @@ class Attempts:
         self._progress = progress
         self._redact = redact
         self._run_token = new_run_token()
+        #: The sinks of the streams in flight, for progress (audio received so far).
+        self._streaming: set[AudioSink] = set()
+
+    def audio_seconds_in_flight(self) -> float:
+        """Audio the streams in flight have received so far."""
+        return sum(sink.seconds_so_far for sink in list(self._streaming))
 
     async def make_file(self, request: TtsRequest, key: str, path: Path, file_format: str) -> Synthesized:
         """The file at ``path``, committed (a part is joined next): waits for its group commit."""
@@ -145,6 +151,7 @@ class Attempts:
             sink = AudioSink(
                 path, output_format=request.output_format, sample_rate=request.sample_rate, file_format=file_format
             )
+            self._streaming.add(sink)
             try:
                 done.outcome = await self._client.synthesize(
                     request.with_request_id(done.request_id), sink, start=start if throttle.counts_sends else None
@@ -160,5 +167,7 @@ class Attempts:
             except BaseException:
                 sink.abort()
                 raise
+            finally:
+                self._streaming.discard(sink)
             throttle.on_success()
             return sink

@@ -57,6 +57,7 @@ class Job:
         self.manifest = manifest or open_manifest(spec.manifest, text_column=spec.text_column,
                                                   id_column=spec.id_column)  # fmt: skip
         spec.shape.check_columns(self.manifest)
+        check_outputs(spec)
 
     @property
     def total_results(self) -> int | None:
@@ -100,6 +101,18 @@ class Job:
             finally:
                 progress.stop()
                 await client.aclose()
+
+
+def check_outputs(spec: JobSpec) -> None:
+    """Every place the job writes (DIR with its audio, metadata and chapters; the state folder; the
+    results manifest's folder) can be written: a UsageError naming the path before any request."""
+    from batchtts.storage import check_writable_folder
+
+    if spec.results.is_dir():
+        raise UsageError(f"--results {spec.results}: is a folder; give a file name ending .parquet, .csv or .jsonl")
+    check_writable_folder(spec.out_dir, f"--out {spec.out_dir}")
+    check_writable_folder(spec.state_dir, f"--out {spec.out_dir}")
+    check_writable_folder(spec.results.parent, f"--results {spec.results}")
 
 
 def run_job(spec: JobSpec, **options: Unpack[RunOptions]) -> JobSummary:

@@ -8,6 +8,7 @@ a notebook or a scheduler may pass its own subclass, and the base shows nothing.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from batchtts.schedule.throttle import ThrottleState
@@ -21,14 +22,39 @@ class Counts:
     skipped: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    """The job as it is at this moment: what a display shows between row completions."""
+
+    streams: int  # requests streaming now
+    concurrency: int  # the stream cap now
+    rate_per_second: float | None  # the pace now (None: unpaced)
+    audio_seconds: float  # audio received by this run so far, streams in flight included
+
+
 class ProgressReporter:
-    """Base: counts rows; subclasses decide how (and whether) to show them."""
+    """Base: counts rows; subclasses decide how (and whether) to show them.
+
+    The runner calls :meth:`row_finished` for every result and :meth:`watch`
+    once, with a function that tells the job's state at any moment (streams
+    open, audio received): a display that prints on a clock uses it, so it
+    shows the job is alive while one long row streams.
+    """
 
     def __init__(self, total: int | None) -> None:
         self.total = total
         self.counts = Counts()
         self.started = time.monotonic()
         self.limits: ThrottleState | None = None
+        self._live: Callable[[], InFlight] | None = None
+        #: ``--limit``: at most this many rows start this run (the ETA counts no more).
+        self.row_cap: int | None = None
+
+    def watch(self, live: Callable[[], InFlight], *, row_cap: int | None = None) -> None:
+        self._live, self.row_cap = live, row_cap
+
+    def in_flight(self) -> InFlight | None:
+        return self._live() if self._live is not None else None
 
     def start(self) -> None: ...
 
@@ -58,8 +84,19 @@ class ProgressReporter:
         elapsed = time.monotonic() - self.started
         return self.counts.done / elapsed if elapsed > 0 else 0.0
 
-    def eta_seconds(self) -> float | None:
-        rate = self.rows_per_second()
-        if self.total is None or rate <= 0:
+    def remaining(self) -> int | None:
+        """Rows this run still has to finish: the manifest's rest, or fewer under ``--limit``."""
+        if self.total is None:
             return None
-        return max(0.0, (self.total - self.counts.done) / rate)
+        left = max(0, self.total - self.counts.done)
+        if self.row_cap is not None:
+            made = self.counts.ok + self.counts.failed
+            left = min(left, max(0, self.row_cap - made))
+        return left
+
+    def eta_seconds(self) -> float | None:
+        """Remaining rows ÷ the rows/s shown beside it."""
+        rate, left = self.rows_per_second(), self.remaining()
+        if left is None or rate <= 0:
+            return None
+        return left / rate

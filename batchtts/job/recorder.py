@@ -16,7 +16,7 @@ from typing import Any
 from batchtts.job.items import ItemKey, WorkItem
 from batchtts.job.progress import ProgressReporter
 from batchtts.job.stopping import StopControl
-from batchtts.ledger import VARIANT_KEY, JobSummary, Journal, RowResult, utc_now_iso
+from batchtts.ledger import VARIANT_KEY, FailedRow, JobSummary, Journal, RowResult, utc_now_iso
 from batchtts.outcomes import RowStatus
 
 log = logging.getLogger("batchtts")
@@ -66,7 +66,8 @@ class Recorder:
             result.reused = False  # made (or refused) by this run
         self._close((result.row, result.extra.get(VARIANT_KEY)))
         self.journal.append(result)
-        self._count(result.id, result.status, result.error, result.audio_seconds)
+        voice = result.voice_id if result.extra.get(VARIANT_KEY) is not None else None
+        self._count(result.id, result.status, result.error, result.audio_seconds, voice)
         if result.status == RowStatus.OK:
             if not result.reused:
                 self.summary.audio_seconds += result.audio_seconds or 0.0
@@ -106,7 +107,8 @@ class Recorder:
             entry[VARIANT_KEY] = item.variant  # today's place in --voices
         self.journal.append_entry(entry, durable=False)  # the previous journal holds it until this run ends
         self.summary.skipped += 1
-        self._count(entry["id"], entry.get("status"), entry.get("error"), entry.get("audio_seconds"))
+        voice = entry.get("voice_id") if item.variant is not None else None
+        self._count(entry["id"], entry.get("status"), entry.get("error"), entry.get("audio_seconds"), voice)
         if entry.get("status") == RowStatus.OK:
             self.summary.reused_ok += 1
         self.progress.row_finished("skipped")
@@ -151,7 +153,11 @@ class Recorder:
         self._open.pop(key, None)
         self._started.discard(key)
 
-    def _count(self, row_id: str, status: Any, error: Any, audio_seconds: Any) -> None:
+    def group_written(self) -> None:
+        """A ``--group-by`` group's file (a chapter) was written."""
+        self.summary.group_files = (self.summary.group_files or 0) + 1
+
+    def _count(self, row_id: str, status: Any, error: Any, audio_seconds: Any, voice: str | None = None) -> None:
         summary = self.summary
         if status == RowStatus.OK:
             summary.ok += 1
@@ -160,4 +166,4 @@ class Recorder:
         else:
             summary.failed += 1
             if len(summary.failure_examples) < FAILURE_EXAMPLES:
-                summary.failure_examples.append((row_id, error or "unknown"))
+                summary.failure_examples.append(FailedRow(row_id, error or "unknown", voice))

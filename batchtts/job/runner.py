@@ -33,7 +33,7 @@ from batchtts.errors import ManifestError
 from batchtts.job.attempts import Attempts
 from batchtts.job.items import WorkItem
 from batchtts.job.lock import job_lock
-from batchtts.job.progress import ProgressReporter
+from batchtts.job.progress import InFlight, ProgressReporter
 from batchtts.job.recorder import Recorder
 from batchtts.job.reuse import Reuse
 from batchtts.job.shaping.assembly import Assembly
@@ -74,7 +74,7 @@ class Runner:
         self.spec = spec
         self.manifest = manifest
         self.progress = progress
-        self.summary = JobSummary()
+        self.summary = JobSummary(group_files=0 if spec.shape.group_by else None)
         self._redact = redact
         self._stops = StopControl(grace_seconds=spec.grace_seconds)
         self._throttle = Throttle(
@@ -84,7 +84,7 @@ class Runner:
         #: Finished files are made durable and renamed in groups, out of the stream slots.
         self._commits = GroupCommit()
         self._recorder = Recorder(self.summary, progress, self._stops)
-        attempts = Attempts(
+        self._attempts = attempts = Attempts(
             client=client,
             throttle=self._throttle,
             retry=spec.retry,
@@ -110,6 +110,19 @@ class Runner:
                                     retry_failed=spec.retry_failed)  # fmt: skip
         self._reuse = Reuse(self._earlier, self._assembly, self._recorder, force=spec.force)
         self._manifest_error: ManifestError | None = None
+        progress.watch(self._in_flight, row_cap=spec.limit)
+
+    @property
+    def _carried_columns(self) -> list[str]:
+        """The manifest's carried columns, and its text column with ``--results-text``."""
+        text = [self.manifest.text_column] if self.spec.results_text else []
+        return [*self.manifest.carried_columns, *text]
+
+    def _in_flight(self) -> InFlight:
+        """The job at this moment, for displays that print on a clock (read from their thread)."""
+        state = self._throttle.state
+        audio = self.summary.audio_seconds + self._attempts.audio_seconds_in_flight()
+        return InFlight(state.in_flight, state.concurrency, state.rate_per_second, audio)
 
     async def run(self) -> JobSummary:
         started = time.monotonic()
@@ -180,9 +193,12 @@ class Runner:
         self._reuse.find_standing_groups(manifest, RowPlanner(self.spec.defaults, track_duplicates=track))
         planner = RowPlanner(self.spec.defaults, track_duplicates=track)
         workers_gone = False
+        text_name = manifest.text_column if self.spec.results_text else None
         for count, row in enumerate(manifest, start=1):
             if stops.abandoned:
                 return
+            if text_name is not None:
+                row.carried[text_name] = row.text  # --results-text: every result of the row has it
             if count % 64 == 0:
                 await anyio.sleep(0)  # let workers and the signal watcher run between long stretches
             for item in self._assembly.items(planner.plan(row)):
@@ -208,7 +224,9 @@ class Runner:
                     return
                 refusal = self._gate.admit(len(item.request.text))
                 if refusal is not None:
-                    self._stops.stop_starting(Stop.because(refusal.reason, refusal.message))
+                    self._stops.stop_starting(
+                        Stop.because(refusal.reason, refusal.message, next_step=refusal.next_step)
+                    )
                     return
                 self._recorder.started(item)
                 await self._assembly.make(item)
@@ -227,7 +245,7 @@ class Runner:
         write_journal_results(
             journal,
             spec.results,
-            carried_columns=self.manifest.carried_columns,
+            carried_columns=self._carried_columns,
             extra_columns=spec.shape.extra_columns,
         )
         self._write_metadata()

@@ -42,6 +42,8 @@ class JobSpec:
     deadline: Deadline | None = None
     max_characters: int | None = None
     limit: int | None = None
+    #: Carry each row's text into the results (a column named as the manifest's text column).
+    results_text: bool = False
     #: The API endpoint and the client's timeouts (seconds).
     base_url: str = DEFAULT_BASE_URL
     idle_timeout: float = 30.0

@@ -11,7 +11,7 @@ from batchtts.ledger.entry import (
 )
 from batchtts.ledger.journal import Journal, final_entries
 from batchtts.ledger.resume import EarlierRuns, GroupCheck, file_stamp, group_fingerprint, row_fingerprint
-from batchtts.ledger.summary import SUMMARY_NAME, JobSummary, summary_document, write_summary_json
+from batchtts.ledger.summary import SUMMARY_NAME, FailedRow, JobSummary, summary_document, write_summary_json
 from batchtts.ledger.writers import results_format, write_journal_results
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "SUMMARY_NAME",
     "VARIANT_KEY",
     "EarlierRuns",
+    "FailedRow",
     "GroupCheck",
     "JobSummary",
     "Journal",

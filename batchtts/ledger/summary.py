@@ -20,6 +20,15 @@ from batchtts.storage import atomic_file
 SUMMARY_NAME = "summary.json"
 
 
+@dataclass(frozen=True, slots=True)
+class FailedRow:
+    """One failure, for the end-of-job summary: the row, why, and its voice in a ``--voices`` fan-out."""
+
+    row_id: str
+    reason: str
+    voice: str | None = None
+
+
 @dataclass(slots=True)
 class JobSummary:
     """What one run did; kept by the job's recorder, read by the summary, summary.json and the caller."""
@@ -47,8 +56,10 @@ class JobSummary:
     stop: Stop | None = None
     results_path: Path | None = None
     exit_code: ExitStatus = ExitStatus.OK
-    #: The first few failures, (id, reason), for the end-of-job summary.
-    failure_examples: list[tuple[str, str]] = field(default_factory=list)
+    #: The first few failures, for the end-of-job summary.
+    failure_examples: list[FailedRow] = field(default_factory=list)
+    #: ``--group-by`` files (chapters) this run wrote; None without ``--group-by``.
+    group_files: int | None = None
 
     @property
     def stopped(self) -> str | None:
@@ -96,6 +107,7 @@ def summary_document(summary: JobSummary, *, manifest: Path, out_dir: Path) -> d
         "manifest": str(manifest),
         "out": str(out_dir),
         "results": str(summary.results_path) if summary.results_path else None,
+        "group_files": summary.group_files,
         "batchtts_version": __version__,
     }
 

@@ -307,6 +307,27 @@ def _as_text(value: Any) -> str | None:
     return json.dumps(value, ensure_ascii=False, default=json_default)
 
 
+def with_pandas_metadata(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with the metadata pandas reads, so integer columns with gaps (``http_status`` of a row
+    that got no answer) come back as pandas' nullable ``Int64``, not float64; Arrow, polars and
+    DuckDB readers ignore it."""
+    import pyarrow as pa
+
+    # Only the integer columns: pandas converts the others by their Arrow type, as without metadata.
+    integers = [field.name for field in schema if pa.types.is_integer(field.type)]
+    document = {
+        "index_columns": [],
+        "column_indexes": [],
+        "columns": [
+            {"name": name, "field_name": name, "pandas_type": "int64", "numpy_type": "Int64", "metadata": None}
+            for name in integers
+        ],
+        "creator": {"library": "batchtts"},
+        "pandas_version": "2.0.0",
+    }
+    return schema.with_metadata({b"pandas": json.dumps(document).encode("utf-8")})
+
+
 class _ResultsWriter:
     """One streaming writer per format: pyarrow's for Parquet and CSV, JSON lines by hand."""
 
@@ -319,7 +340,7 @@ class _ResultsWriter:
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
-            self._writer = pq.ParquetWriter(handle, schema)
+            self._writer = pq.ParquetWriter(handle, with_pandas_metadata(schema))
         elif fmt == "csv":
             import pyarrow.csv as pacsv
 

@@ -21,6 +21,8 @@ from batchtts.units import Deadline
 class Refusal:
     reason: StopReason  # DEADLINE, BUDGET or LIMIT: the stop reason in summary.json
     message: str  # for people: which limit, and its value
+    #: What to do next, when rerunning the same command would not help.
+    next_step: str | None = None
 
 
 class StartGate:
@@ -36,6 +38,7 @@ class StartGate:
     ) -> None:
         self._clock = clock
         self._deadline_text = deadline.text if deadline is not None else ""
+        self._deadline_fixed = deadline is not None and deadline.fixed
         self._deadline = clock() + deadline.seconds_left() if deadline is not None else None
         self.max_characters = max_characters
         self.limit = limit
@@ -45,14 +48,26 @@ class StartGate:
     def admit(self, characters: int) -> Refusal | None:
         """Count a row of ``characters`` as started, or say which limit refuses it."""
         if self._deadline is not None and self._clock() >= self._deadline:
-            return Refusal(StopReason.DEADLINE, f"the deadline (--deadline {self._deadline_text}) passed")
+            moved = "move --deadline later (it is a date and time), then rerun to do the pending rows"
+            return Refusal(
+                StopReason.DEADLINE,
+                f"the deadline (--deadline {self._deadline_text}) passed",
+                moved if self._deadline_fixed else None,
+            )
         if self.limit is not None and self.rows_started >= self.limit:
-            return Refusal(StopReason.LIMIT, f"{self.limit} row(s) started (--limit {self.limit})")
+            started = "1 row" if self.limit == 1 else f"{self.limit} rows"
+            zero = "--limit 0 starts no row: give a larger --limit (or none) to do the pending rows"
+            return Refusal(
+                StopReason.LIMIT, f"{started} started (--limit {self.limit})", zero if self.limit == 0 else None
+            )
         if self.max_characters is not None and self.characters_started + characters > self.max_characters:
+            alone = characters > self.max_characters
+            raise_it = f"raise --max-characters to at least {characters}: the next row alone needs that many"
             return Refusal(
                 StopReason.BUDGET,
                 f"the next row ({characters} characters) would exceed the character budget "
                 f"(--max-characters {self.max_characters}; {self.characters_started} started)",
+                raise_it if alone else None,
             )
         self.rows_started += 1
         self.characters_started += characters

@@ -5,6 +5,7 @@ The job layer imports from here only; the modules behind are free to move.
 
 from batchtts.storage.files import (
     atomic_file,
+    check_writable_folder,
     create_temp_file,
     fsync_folder,
     remove_stale_results_temp,
@@ -27,6 +28,7 @@ __all__ = [
     "MAX_SHARD_LEVELS",
     "TEMP_NAME",
     "atomic_file",
+    "check_writable_folder",
     "create_temp_file",
     "fsync_folder",
     "relative_audio_path",

@@ -204,3 +204,26 @@ def remove_stale_results_temp(results_path: Path, out_dir: Path) -> int:
                 candidate.unlink(missing_ok=True)
                 removed += 1
     return removed
+
+
+def check_writable_folder(folder: Path, label: str) -> None:
+    """Make ``folder`` (and its parents) and prove a file can be created in it, before anything is paid for.
+
+    Raises :class:`~batchtts.errors.UsageError` starting with ``label`` (the
+    option and the path given, ``--results out/r.parquet``) and saying why: a
+    part of the path that is a file, a read-only or missing file system, no permission.
+    """
+    from batchtts.errors import UsageError
+
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{label}: {folder} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, temp = create_temp_file(folder / "write-check")
+        os.close(fd)
+        temp.unlink()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        if isinstance(exc, (NotADirectoryError, FileExistsError)):
+            reason = "a part of the path is a file, not a folder"
+        raise UsageError(f"{label}: cannot write to {folder}: {reason}") from None

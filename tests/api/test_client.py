@@ -83,3 +83,16 @@ def test_the_pools_share_one_tls_context(monkeypatch):
     client = WavesClient("https://api.example", ApiKey("k"), max_connections=POOL_CONNECTIONS * 4)
     assert len(client._pools) == 4
     assert len(loads) == 1
+
+
+def test_a_network_failure_names_the_host_and_the_reason(tmp_path):
+    from tests.runner_support import run_job, write_csv
+
+    manifest = write_csv(tmp_path / "m.csv", [{"id": "a", "text": "Hello."}])
+    args = ("--max-attempts", "1", "--backoff-scale", "0.001")
+    refused = run_job(manifest, tmp_path / "out", "http://127.0.0.1:9", *args)
+    error = refused.by_id()["a"]["error"]
+    assert error.startswith("cannot connect to 127.0.0.1:9: connection refused"), error
+    assert "cannot connect to 127.0.0.1:9" in refused.output  # the summary's failure line
+    unknown = run_job(manifest, tmp_path / "out2", "http://no-such-host.invalid:443", *args)
+    assert unknown.by_id()["a"]["error"] == "cannot connect to no-such-host.invalid:443: name resolution failed"

@@ -108,8 +108,8 @@ def test_the_job_file_wins_over_an_environment_variable(tmp_path, local_server):
     ("content", "message"),
     [
         ('voiceid = "emily"', "voiceid: no such option (did you mean 'voice-id'?)"),
-        ('[limits]\nvoice-id = "emily"', "[limits] voice-id: belongs at the [request] table"),
-        ('[request]\nout = "x"', "[request] out: belongs at the top level"),
+        ('[limits]\nvoice-id = "emily"', "'voice-id' goes in the [request] table, not in [limits]"),
+        ('[request]\nout = "x"', "'out' goes at the top level, not in [request]"),
         ("[voices]\nx = 1", "[voices]: no such table"),
         ("[request]\nspeed = 3", "speed: 3.0 is not in the range 0.5<=x<=2.0"),
         ('deadline = "soon"', "deadline: 'soon' is not a deadline"),

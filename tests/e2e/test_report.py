@@ -9,8 +9,9 @@ from click.testing import CliRunner
 
 from batchtts.cli import main
 from batchtts.cli.logs import JsonProgress, configure
+from batchtts.job.progress import InFlight
 from batchtts.outcomes import EXIT_MEANINGS
-from tests.nightly_support import summary
+from tests.nightly_support import summary, wait_until
 from tests.runner_support import FAST_BACKOFF, TEST_KEY, run_job, write_csv
 
 ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
@@ -69,15 +70,28 @@ def test_json_logs_are_one_object_per_line_and_never_show_the_key(tmp_path, loca
     assert TEST_KEY not in result.output
 
 
-def test_json_progress_events(capsys):
+def test_json_progress_events_come_on_a_clock_with_what_is_in_flight(capsys):
     log = configure("json")
-    progress = JsonProgress(3, log, interval=0.0)
+    progress = JsonProgress(3, log, interval=0.02)  # on a clock, not on row completions
+    progress.watch(lambda: InFlight(streams=1, concurrency=4, rate_per_second=None, audio_seconds=2.5))
     progress.row_finished("ok")
     progress.row_finished("skipped")
-    events = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
-    assert [e["event"] for e in events] == ["progress", "progress"]
+    lines: list[str] = []
+
+    def two_events() -> bool:
+        lines.extend(capsys.readouterr().err.splitlines())
+        return len(lines) >= 2
+
+    progress.start()
+    try:
+        wait_until(two_events, what="two progress events")
+    finally:
+        progress.stop()
+        configure("text")
+    events = [json.loads(line) for line in lines]
+    assert {e["event"] for e in events} == {"progress"}
     assert (events[-1]["done"], events[-1]["total"], events[-1]["ok"], events[-1]["skipped"]) == (2, 3, 1, 1)
-    configure("text")
+    assert (events[-1]["in_flight"], events[-1]["concurrency"], events[-1]["audio_seconds"]) == (1, 4, 2.5)
 
 
 def test_damage_deep_in_the_manifest_exits_2_with_results_and_summary(tmp_path, local_server):

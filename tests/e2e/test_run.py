@@ -336,3 +336,18 @@ def test_a_relative_output_folder_works(tmp_path, local_server, monkeypatch):
     [record] = job.results()
     assert record["path"] == "audio/a.wav"
     assert (tmp_path / "out" / "audio" / "a.wav").is_file()
+
+
+def test_results_text_carries_each_rows_text_so_a_failure_reads_without_the_manifest(tmp_path, local_server):
+    server = local_server()
+    rows = [{"id": "a", "sentence": "Fine words."}, {"id": "b", "sentence": "No voice.", "voice_id": "nobody"}]
+    manifest = write_csv(tmp_path / "m.csv", rows)
+    args = ("--text-column", "sentence", "--results-text", "--results", str(tmp_path / "r.csv"))
+    job = run_job(manifest, tmp_path / "out", server.base_url, *args)
+    assert job.exit_code == 1, job.output
+    with (tmp_path / "r.csv").open(newline="", encoding="utf-8") as handle:
+        records = {r["id"]: r for r in csv.DictReader(handle)}
+    assert records["a"]["sentence"] == "Fine words." and records["b"]["sentence"] == "No voice."
+    assert records["b"]["status"] == "failed"
+    plain = run_job(manifest, tmp_path / "out2", server.base_url, "--text-column", "sentence")
+    assert "sentence" not in plain.results()[0]  # off by default: the manifest has the text already

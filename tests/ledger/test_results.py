@@ -458,3 +458,20 @@ def test_unknown_results_extension(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"\.parquet, \.csv or \.jsonl"):
         write_results([], tmp_path / "results.xlsx", carried_columns=[])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_pandas_reads_integer_columns_with_gaps_as_nullable_int64(tmp_path):
+    import pandas as pd
+
+    from batchtts.ledger.writers import write_results
+
+    rows = [
+        RowResult(id="a", row=1, status="ok", attempts=1, http_status=200, audio_bytes=10, sample_rate=24000),
+        RowResult(id="b", row=2, status="failed", attempts=0, error="bad row"),  # no answer: no http_status
+    ]
+    path = tmp_path / "r.parquet"
+    write_results([r.to_entry() for r in rows], path, carried_columns=[])
+    frame = pd.read_parquet(path)
+    assert str(frame["http_status"].dtype) == "Int64" and str(frame["attempts"].dtype) == "Int64"
+    assert frame["http_status"].tolist()[0] == 200 and frame["http_status"].isna().tolist() == [False, True]
+    assert str(frame["ttfb_ms"].dtype) == "float64"  # floats stay floats

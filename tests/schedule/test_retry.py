@@ -79,3 +79,37 @@ def test_parse_retry_after_seconds_and_http_date() -> None:
     assert parse_retry_after("Thu, 01 Jan 2026 12:00:30 GMT", now=now) == 30.0
     assert parse_retry_after("garbage") is None
     assert parse_retry_after(None) is None
+
+
+def test_429s_have_their_own_budget_and_do_not_use_up_the_attempts():
+    from batchtts.errors import RateLimited, ServerError
+    from batchtts.schedule.retry import RetryPolicy, retrying
+
+    policy = RetryPolicy(max_attempts=2, max_rate_limited=4, time_scale=0.0)
+    answers = [RateLimited("429"), RateLimited("429"), RateLimited("429"), ServerError("503"), None]
+    calls = 0
+
+    async def main() -> None:
+        nonlocal calls
+        async for attempt in retrying(policy):
+            with attempt:
+                calls += 1
+                error = answers[calls - 1]
+                if error is not None:
+                    raise error
+
+    anyio.run(main)
+    assert calls == 5  # three 429s and one 503 before the success: max_attempts=2 alone would stop at 2
+
+    stopped = 0
+
+    async def only_429s() -> None:
+        nonlocal stopped
+        async for attempt in retrying(policy):
+            with attempt:
+                stopped += 1
+                raise RateLimited("429")
+
+    with pytest.raises(RateLimited):
+        anyio.run(only_429s)
+    assert stopped == 4

@@ -314,6 +314,7 @@ class Assembly:
                 self._record(work, Made(error=f"group {group.name!r} not written: cannot join: {exc}"))
             return
         self._release(fingerprints, ok=True)
+        self._recorder.group_written()
         in_manifest_order = sorted(rows, key=lambda work: work.item.row.number)
         whole = group_fingerprint(self.row_fingerprint(w.item.row, w.request) for w in in_manifest_order)
         for work, (start, end) in zip(rows, spans, strict=True):
