@@ -35,7 +35,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: Tables a job file may group its keys in, and the options each holds. Any
 #: option may also be written at the top level (``manifest``, ``out``,
-#: ``results``, ``text-column``, ``id-column``, ``file-format`` live there).
+#: ``results``, ``text-column``, ``id-column``, ``delimiter``, ``quote``,
+#: ``no-header``, ``columns``, ``file-format`` live there).
 TABLES: dict[str, tuple[str, ...]] = {
     "request": (
         "voice-id", "model", "sample-rate", "speed", "language", "output-format", "pronunciation-dict", "session-id",
@@ -160,6 +161,8 @@ def _prepare(param: click.Parameter, value: Any, folder: Path) -> Any:
     if param.multiple:
         items = value if isinstance(value, list) else [value]
         return tuple(_prepare_one(param.type, item, folder) for item in items)
+    if isinstance(value, list) and getattr(param.type, "accepts_lists", False):
+        return value  # e.g. columns = ["id", "raw", "text"]: the option's type takes the list
     if isinstance(value, (list, dict)):
         raise click.BadParameter(f"expected a single value, got {type(value).__name__} {value!r}")
     return _prepare_one(param.type, value, folder)

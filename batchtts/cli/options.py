@@ -27,6 +27,7 @@ from batchtts.api.request import (
     SPEED_MIN,
     is_valid_id,
 )
+from batchtts.manifest.readers import CsvDialect, parse_column_names, parse_delimiter, parse_quote
 from batchtts.units import Rate, parse_rate
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -51,7 +52,7 @@ def _apply(options: list[Callable[[F], F]], func: F) -> F:
 
 
 def manifest_options(func: F) -> F:
-    """``--text-column`` and ``--id-column``."""
+    """``--text-column``, ``--id-column``, and how a CSV/TSV splits into cells (read them with :func:`dialect_from`)."""
     return _apply(
         [
             click.option(
@@ -68,9 +69,71 @@ def manifest_options(func: F) -> F:
                 help="Manifest column holding each row's id. Default: 'id' when the manifest has it, "
                 "else the row number.",
             ),
+            click.option(
+                "--delimiter",
+                callback=_parsed(parse_delimiter),
+                metavar="CHAR",
+                help="Cell separator of a CSV/TSV manifest ('tab' for a tab). Default: ',' for .csv, tab for .tsv.",
+            ),
+            click.option(
+                "--quote",
+                callback=_parsed(parse_quote),
+                metavar="CHAR|none",
+                help="Quote character of a CSV/TSV manifest; 'none': quotes are ordinary text. "
+                "Default: '\"' for .csv, none for .tsv.",
+            ),
+            click.option(
+                "--no-header",
+                is_flag=True,
+                help="The CSV/TSV manifest has no header row: name its columns with --columns.",
+            ),
+            click.option(
+                "--columns",
+                type=_ColumnNames(),
+                help="Names of a headerless manifest's columns, in order (with --no-header), e.g. id,raw,text.",
+            ),
         ],
         func,
     )
+
+
+class _ColumnNames(click.ParamType):
+    """``id,raw,text`` on the command line; a job file may also give a list (``accepts_lists``)."""
+
+    name = "NAME,..."
+    accepts_lists = True
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[str, ...]:
+        try:
+            return parse_column_names(value)
+        except (ValueError, TypeError) as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def _parsed(parse: Callable[[str], Any]) -> Callable[[click.Context, click.Parameter, str | None], Any]:
+    """A click callback running ``parse`` on a given value; its ValueError becomes a usage error (exit 2)."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+        try:
+            return None if value is None else parse(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), ctx, param) from None
+
+    return callback
+
+
+def dialect_from(params: dict[str, Any]) -> CsvDialect:
+    """Pop the CSV/TSV options from a command's parsed parameters -> a :class:`CsvDialect`;
+    click.UsageError for a combination that cannot work (``--columns`` without ``--no-header``)."""
+    try:
+        return CsvDialect(
+            delimiter=params.pop("delimiter"),
+            quote=params.pop("quote"),
+            header=not params.pop("no_header"),
+            columns=params.pop("columns"),
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def _check_session_id(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:

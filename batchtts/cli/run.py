@@ -251,6 +251,7 @@ def run(
       batchtts run --job jobs/nightly-dataset.toml --deadline 5h
     """
     from batchtts.cli.logs import NOTICE, configure
+    from batchtts.cli.options import dialect_from
     from batchtts.cli.summary import print_summary
     from batchtts.errors import ManifestError, UsageError
     from batchtts.job.launch import Job, redactor
@@ -264,7 +265,7 @@ def run(
     cli_log = configure(log_format, verbose=verbose, quiet=quiet)
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    text_column, id_column = options.pop("text_column"), options.pop("id_column")
+    text_column, id_column, dialect = options.pop("text_column"), options.pop("id_column"), dialect_from(options)
     defaults = request_defaults_from(options)
     shape = shape_from(options, defaults=defaults, file_format=file_format)
     spec = JobSpec(
@@ -274,6 +275,7 @@ def run(
         results_text=results_text,
         text_column=text_column,
         id_column=id_column,
+        dialect=dialect,
         defaults=defaults,
         file_format=file_format,
         shape=shape,

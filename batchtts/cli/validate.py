@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from batchtts.cli.options import manifest_options, request_default_options, request_defaults_from
+from batchtts.cli.options import dialect_from, manifest_options, request_default_options, request_defaults_from
 
 EXIT_CLEAN, EXIT_BAD_ROWS, EXIT_UNREADABLE = 0, 1, 2
 ID_SHOWN_CHARS = 60
@@ -40,7 +40,10 @@ def validate(
     max_listed: int,
     **options: Any,
 ) -> None:
-    """Check MANIFEST (.csv, .parquet, .jsonl) without sending anything.
+    """Check MANIFEST without sending anything.
+
+    MANIFEST is a .csv, .tsv, .parquet, .jsonl or .ndjson file (optionally
+    compressed: .gz, .bz2, .zst, .lz4) or a folder of .parquet files.
 
     Reports the row count and every row `batchtts run` would refuse (empty text,
     values the API schema rejects, missing or repeated ids) with its row number,
@@ -61,8 +64,9 @@ def validate(
     from batchtts.manifest.readers import open_manifest
 
     use_system_allocator()
+    dialect = dialect_from(options)
     try:
-        opened = open_manifest(manifest, text_column=text_column, id_column=id_column)
+        opened = open_manifest(manifest, text_column=text_column, id_column=id_column, dialect=dialect)
     except ManifestError as exc:
         click.echo(f"error: {exc}", err=True)
         ctx.exit(EXIT_UNREADABLE)
@@ -71,7 +75,7 @@ def validate(
     except InvalidRequest as exc:
         raise click.UsageError(f"invalid request default: {exc}") from exc
 
-    click.echo(f"manifest: {opened.path} ({opened.format.upper()})")
+    click.echo(f"manifest: {opened.path} ({opened.describe()})")
     click.echo(f"columns: {_names(opened.columns)}")
     click.echo(
         f"text: {opened.text_column!r} · id: "

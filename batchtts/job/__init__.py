@@ -15,6 +15,7 @@ _EXPORTS = {
     "StopControl": "batchtts.job.stopping",
     "WorkItem": "batchtts.job.items",
     "ProgressReporter": "batchtts.job.progress",
+    "InFlight": "batchtts.job.progress",
     "job_lock": "batchtts.job.lock",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

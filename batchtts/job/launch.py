@@ -55,7 +55,7 @@ class Job:
         self.spec = spec
         results_format(spec.results)
         self.manifest = manifest or open_manifest(spec.manifest, text_column=spec.text_column,
-                                                  id_column=spec.id_column)  # fmt: skip
+                                                  id_column=spec.id_column, dialect=spec.dialect)  # fmt: skip
         spec.shape.check_columns(self.manifest)
         check_outputs(spec)
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from batchtts.api.endpoint import DEFAULT_BASE_URL
 from batchtts.job.shaping.options import ShapeOptions
+from batchtts.manifest.readers import CsvDialect
 from batchtts.schedule.retry import RetryPolicy
 from batchtts.units import Deadline, Rate
 
@@ -26,6 +27,8 @@ class JobSpec:
     results_path: Path | None = None
     text_column: str = "text"
     id_column: str | None = None
+    #: How a CSV/TSV manifest splits into cells (delimiter, quoting, header); the extension's defaults.
+    dialect: CsvDialect = field(default_factory=CsvDialect)
     defaults: dict[str, Any] = field(default_factory=dict)
     file_format: str = "wav"
     concurrency: int = 4

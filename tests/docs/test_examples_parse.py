@@ -61,16 +61,19 @@ def examples_in(path: Path) -> list[Example]:
         if pending.endswith("\\"):
             pending = pending[:-1] + " "
             continue
-        words = shlex.split(pending, comments=True)
+        # Cut at the first unquoted shell operator: split without removing quotes first, so that
+        # a quoted operator (`--delimiter '|'`, `--delimiter ';'`) stays an argument.
+        raw = shlex.split(pending, comments=True, posix=False)
         pending = ""
+        for index, token in enumerate(raw):
+            if token in SHELL_OPERATORS:
+                raw = raw[:index]
+                break
+        words = shlex.split(" ".join(raw))
         while words and ENV_ASSIGNMENT.match(words[0]):
             words = words[1:]
         if not words or Path(words[0]).name != "batchtts":
             continue
-        for index, word in enumerate(words):
-            if word in SHELL_OPERATORS:
-                words = words[:index]
-                break
         found.append(Example(f"{path.relative_to(ROOT)}:{start}", words[1:]))
     return found
 
@@ -103,6 +106,21 @@ def problem(example: Example) -> str | None:
         if absent:
             return f"missing {' and '.join(absent)}"
     return None
+
+
+def test_a_quoted_operator_is_an_argument(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(globals(), "ROOT", tmp_path)  # examples are named relative to ROOT
+    page = tmp_path / "page.md"
+    page.write_text(
+        "```bash\nbatchtts validate m.csv --delimiter '|' --quote none | head -3\n"
+        'batchtts validate m.csv --delimiter ";" > out.txt\n```\n',
+        encoding="utf-8",
+    )
+    found = [example.words for example in examples_in(page)]
+    assert found == [
+        ["validate", "m.csv", "--delimiter", "|", "--quote", "none"],
+        ["validate", "m.csv", "--delimiter", ";"],
+    ]
 
 
 def test_examples_are_found() -> None:
