@@ -121,7 +121,8 @@ def test_every_sse_framing_the_standard_allows_gives_the_same_audio(tmp_path, lo
 def test_each_fault_fails_its_attempt_and_leaves_nothing_on_disk(tmp_path, local_server, fault):
     server = local_server(faults={fault: 1.0}, seed=1)
     manifest = write_csv(tmp_path / "m.csv", ROWS[:2])
-    job = run_job(manifest, tmp_path / "out", server.base_url, "--max-attempts", "1")
+    # One attempt of each kind: 429s have their own budget (--max-rate-limited), so it is set to 1 too.
+    job = run_job(manifest, tmp_path / "out", server.base_url, "--max-attempts", "1", "--max-rate-limited", "1")
     assert job.exit_code == 1, job.output
     for record in job.results():
         assert record["status"] == "failed"
