@@ -81,7 +81,7 @@ def describe_network_error(exc: httpx.TransportError, url: str) -> str:
     if isinstance(exc, httpx.ConnectTimeout):
         return f"cannot connect to {where}: timed out"
     if isinstance(exc, httpx.TimeoutException):
-        return f"{where} sent nothing for too long ({type(exc).__name__}; see --timeout)"
+        return f"timed out: {where} sent nothing for too long ({type(exc).__name__}; see --timeout)"
     if isinstance(exc, httpx.ConnectError):
         return f"cannot connect to {where}: {reason or str(exc) or 'connection failed'}"
     return f"network error with {where}: {reason or str(exc) or type(exc).__name__}"
