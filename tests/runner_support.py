@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,8 @@ from click.testing import CliRunner, Result
 
 from batchtts.api.request import parse_request
 from batchtts.cli import main
+from batchtts.server.config import ServerConfig
+from batchtts.server.running import LocalServer
 from batchtts.server.synthetic import SyntheticEngine
 
 TEST_KEY = "sk-test-0123456789abcdef"
@@ -89,3 +93,58 @@ def read_int16(path: Path) -> tuple[np.ndarray, int]:
 
 def leftover_temp_files(out: Path) -> list[Path]:
     return [p for p in out.rglob("*") if p.is_file() and p.name.endswith(".part")]
+
+
+@dataclass
+class Received:
+    """One request the recording server was sent: its path, headers and JSON body."""
+
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+class RecordingApp:
+    """Wraps the local server's ASGI app and keeps every request it is sent (the server still answers it).
+
+    Not a mock: the real app answers; this only looks at what arrived, so a
+    test can check the fields and headers the runner put on the wire.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.received: list[Received] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        record = Received(scope["path"], headers, None)
+        self.received.append(record)
+
+        async def recording_receive() -> Any:
+            message = await receive()
+            if message["type"] == "http.request":
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False) and chunks != [b""]:
+                    record.body = json.loads(b"".join(chunks))
+            return message
+
+        await self.app(scope, recording_receive, send)
+
+    def bodies(self, path: str = "/waves/v1/tts/live") -> list[Any]:
+        return [r.body for r in self.received if r.path == path]
+
+
+@contextlib.contextmanager
+def recording_server(**overrides: Any) -> Iterator[tuple[LocalServer, RecordingApp]]:
+    """A started local server (the tests' defaults, then ``overrides``) that records what it is sent."""
+    from tests.conftest import TEST_SERVER_DEFAULTS
+
+    server = LocalServer(ServerConfig(**{**TEST_SERVER_DEFAULTS, **overrides}))
+    recorder = RecordingApp(server.app)
+    server.app = recorder  # type: ignore[assignment]
+    with server:
+        yield server, recorder

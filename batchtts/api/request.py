@@ -1,6 +1,7 @@
 """The Waves TtsRequest: fields, defaults, enums, ranges and validation.
 
-This module is the single source of the API schema (see the seed page
+This module is the single source of the API schema (the API as documented in
+2026-08: ``waves-api-2026.md``, which is newer than the seed page
 ``waves-tts-sse.md``). The local server validates request bodies with
 :func:`parse_request`; the runner builds requests from manifest rows with
 :func:`coerce_field` + :func:`parse_request`, so a row the server would refuse
@@ -21,7 +22,15 @@ from typing import Any
 LIVE_PATH = "/waves/v1/tts/live"
 MODELS: tuple[str, ...] = ("lightning_v3.1", "lightning_v3.1_pro")
 SAMPLE_RATES: tuple[int, ...] = (8000, 16000, 24000, 44100)
-LANGUAGES: tuple[str, ...] = ("en", "hi", "mr", "kn", "ta", "bn", "gu", "te", "ml", "pa", "or", "es")
+#: The 31 documented language codes: 10 Indic, then the rest (``lightning_v3.1`` speaks 20 of them, the Pro
+#: model all; a code a voice was not trained on is accepted and spoken with English pronunciation).
+LANGUAGE_CODES: tuple[str, ...] = (
+    "en", "hi", "mr", "kn", "ta", "bn", "gu", "te", "ml", "pa", "or",
+    "es", "de", "fr", "it", "nl", "sv", "pt", "ru", "el", "fi", "no", "pl",
+    "ar", "zh", "id", "ja", "ko", "ms", "tr", "vi",
+)  # fmt: skip
+#: What ``language`` and ``number_pronunciation_language`` accept: ``auto`` or one of the codes.
+LANGUAGES: tuple[str, ...] = ("auto", *LANGUAGE_CODES)
 OUTPUT_FORMATS: tuple[str, ...] = ("pcm", "wav", "mp3", "ulaw", "alaw")
 SPEED_MIN, SPEED_MAX = 0.5, 2.0
 ID_MAX_LENGTH = 128
@@ -44,7 +53,15 @@ OVERRIDABLE_FIELDS: tuple[str, ...] = (
     "output_format",
     "pronunciation_dicts",
     "session_id",
+    "number_pronunciation_language",
+    "math_notation",
+    "word_timestamps",
 )
+#: Boolean request fields: a manifest cell or an option value becomes True or False (:func:`coerce_field`).
+BOOLEAN_FIELDS: tuple[str, ...] = ("math_notation", "word_timestamps")
+#: Spellings of a boolean cell (CSV cells are text), case-insensitive.
+_TRUE_WORDS = frozenset({"true", "1", "yes", "y", "on"})
+_FALSE_WORDS = frozenset({"false", "0", "no", "n", "off"})
 
 
 class InvalidRequest(ValueError):
@@ -70,6 +87,12 @@ class TtsRequest:
     pronunciation_dicts: tuple[str, ...] = field(default=())
     session_id: str | None = None
     request_id: str | None = None
+    #: The language numbers, currency, times and dates are read in (None: not sent).
+    number_pronunciation_language: str | None = None
+    #: Read digit-flanked operators (``5 x 3``) as words (None: not sent; the API's default is false).
+    math_notation: bool | None = None
+    #: Accepted by the SSE route and ignored there (word timestamps are a WebSocket feature).
+    word_timestamps: bool | None = None
 
     def to_body(self) -> dict[str, Any]:
         """The JSON body to send: every set field, nothing left as null."""
@@ -89,14 +112,39 @@ class TtsRequest:
             body["session_id"] = self.session_id
         if self.request_id is not None:
             body["request_id"] = self.request_id
+        if self.number_pronunciation_language is not None:
+            body["number_pronunciation_language"] = self.number_pronunciation_language
+        if self.math_notation is not None:
+            body["math_notation"] = self.math_notation
+        if self.word_timestamps is not None:
+            body["word_timestamps"] = self.word_timestamps
         return body
 
     def with_request_id(self, request_id: str) -> TtsRequest:
         return replace(self, request_id=request_id)
 
     def fingerprint_fields(self) -> dict[str, Any]:
-        """Every field that shapes the audio (not the correlation ids); see :func:`canonical_digest`."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("session_id", "request_id")}
+        """Every field that shapes the result (not the correlation ids); see :func:`canonical_digest`.
+
+        The fields added in 2026 (:data:`_LATER_FIELDS`) appear only when set
+        to something other than the API's default, so a request that does not
+        set them keeps the fingerprint earlier versions wrote in their journals
+        and part stores, and setting one redoes the row.
+        """
+        values: dict[str, Any] = {}
+        for f in fields(self):
+            name = f.name
+            if name in ("session_id", "request_id"):
+                continue
+            value = getattr(self, name)
+            if name in _LATER_FIELDS and value in (None, False):
+                continue
+            values[name] = value
+        return values
+
+
+#: Fields left out of a fingerprint when unset (None) or false: see :meth:`TtsRequest.fingerprint_fields`.
+_LATER_FIELDS = frozenset({"number_pronunciation_language", "math_notation", "word_timestamps"})
 
 
 def canonical_digest(value: Any) -> str:
@@ -171,6 +219,12 @@ def _validate_dicts(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _validate_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidRequest(name, f"{value!r} is not a boolean (true or false)")
+    return value
+
+
 def _validate_id(name: str, value: Any) -> str:
     if not isinstance(value, str) or not is_valid_id(value):
         raise InvalidRequest(
@@ -201,14 +255,19 @@ def parse_request(body: Mapping[str, Any], *, voices: Collection[str] | None = N
     sample_rate = _validate_sample_rate(body["sample_rate"]) if given("sample_rate") else DEFAULT_SAMPLE_RATE
     speed = _validate_speed(body["speed"]) if given("speed") else DEFAULT_SPEED
     language = _validate_choice("language", body["language"], LANGUAGES) if given("language") else None
+    number_language = (
+        _validate_choice("number_pronunciation_language", body["number_pronunciation_language"], LANGUAGES)
+        if given("number_pronunciation_language")
+        else None
+    )
+    math_notation = _validate_bool("math_notation", body["math_notation"]) if given("math_notation") else None
     output_format = (
         _validate_choice("output_format", body["output_format"], OUTPUT_FORMATS)
         if given("output_format")
         else DEFAULT_OUTPUT_FORMAT
     )
     dicts = _validate_dicts(body["pronunciation_dicts"]) if given("pronunciation_dicts") else ()
-    if given("word_timestamps") and not isinstance(body["word_timestamps"], bool):
-        raise InvalidRequest("word_timestamps", "must be a boolean")
+    word_timestamps = _validate_bool("word_timestamps", body["word_timestamps"]) if given("word_timestamps") else None
     session_id = _validate_id("session_id", body["session_id"]) if given("session_id") else None
     request_id = _validate_id("request_id", body["request_id"]) if given("request_id") else None
     return TtsRequest(
@@ -222,6 +281,9 @@ def parse_request(body: Mapping[str, Any], *, voices: Collection[str] | None = N
         pronunciation_dicts=dicts,
         session_id=session_id,
         request_id=request_id,
+        number_pronunciation_language=number_language,
+        math_notation=math_notation,
+        word_timestamps=word_timestamps,
     )
 
 
@@ -246,6 +308,8 @@ def coerce_field(name: str, value: Any) -> Any:
             return value
     if name == "sample_rate" and isinstance(value, float) and value.is_integer():
         return int(value)
+    if name in BOOLEAN_FIELDS:
+        return _coerce_bool(value)
     if name == "pronunciation_dicts":
         if isinstance(value, str):
             parts = [p.strip() for p in value.replace(";", ",").split(",")]
@@ -254,4 +318,24 @@ def coerce_field(name: str, value: Any) -> Any:
             value = value.tolist()
         if isinstance(value, (list, tuple)):
             return list(value) or None
+    return value
+
+
+def _coerce_bool(value: Any) -> Any:
+    """A boolean cell: true/false, yes/no, 1/0 (text or number), numpy booleans; anything else unchanged."""
+    if isinstance(value, bool):
+        return value
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()  # a numpy scalar from Parquet
+        if isinstance(value, bool):
+            return value
+    if isinstance(value, str):
+        word = value.lower()
+        if word in _TRUE_WORDS:
+            return True
+        if word in _FALSE_WORDS:
+            return False
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
     return value

@@ -41,6 +41,8 @@ REQUEST_OPTION_FIELDS: dict[str, str] = {
     "output_format": "output_format",
     "pronunciation_dict": "pronunciation_dicts",
     "session_id": "session_id",
+    "number_pronunciation_language": "number_pronunciation_language",
+    "math_notation": "math_notation",
 }
 
 
@@ -101,7 +103,22 @@ def request_default_options(func: F) -> F:
                 help=f"Speech speed, {SPEED_MIN} to {SPEED_MAX}. [API default: {DEFAULT_SPEED}]",
             ),
             click.option(
-                "--language", type=click.Choice(LANGUAGES), help="Language of the text. [API default: not sent]"
+                "--language",
+                type=click.Choice(LANGUAGES),
+                metavar="CODE",
+                help="Language of the text: auto or a language code (en, hi, de, ja, ...). [API default: not sent]",
+            ),
+            click.option(
+                "--number-pronunciation-language",
+                type=click.Choice(LANGUAGES),
+                metavar="CODE",
+                help="Language numbers, currency, times and dates are read in (same codes as --language). "
+                "[API default: not sent]",
+            ),
+            click.option(
+                "--math-notation/--no-math-notation",
+                default=None,
+                help="Read digit-flanked operators (5 x 3) as words. [API default: off; not sent]",
             ),
             click.option(
                 "--output-format",
