@@ -42,7 +42,8 @@ class LiveResult:
 
     @property
     def done(self) -> bool:
-        return bool(self.events) and self.events[-1].event == "message" and self.events[-1].json() == {"done": True}
+        """The stream ended with the done frame: no ``event:`` line, ``"done": true``."""
+        return bool(self.events) and self.events[-1].event == "message" and self.events[-1].json().get("done") is True
 
 
 def live(base_url: str, body: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> LiveResult:

@@ -3,7 +3,9 @@
 The client promises nothing the API page does not: frames and lines may be
 split across reads (:mod:`batchtts.api.sse` reassembles them as the HTML standard says),
 chunks may split a sample (the sink carries odd bytes), and an attempt counts
-as a success only when ``{"done": true}`` arrives. Every other ending raises an
+as a success only when a frame with ``"done": true`` arrives (every frame
+carries ``done``, false on the audio chunks: the end is its value, not its
+presence; ``status`` is informational). Every other ending raises an
 :class:`~batchtts.errors.AttemptError` subclass that says whether to retry.
 """
 
@@ -232,24 +234,27 @@ async def _consume_stream(
                 raise incomplete("undecodable frame: data is not JSON") from None
             if not isinstance(payload, dict):
                 raise incomplete("undecodable frame: data is not a JSON object")
+            audio = payload.get("audio")
+            if audio is not None:
+                if not isinstance(audio, str):
+                    raise incomplete("undecodable frame: audio is not a string")
+                try:
+                    chunk = pybase64.b64decode(audio, validate=True)
+                except (binascii.Error, ValueError):
+                    raise incomplete("undecodable frame: audio is not valid base64") from None
+                if chunk:
+                    if ttfb_ms is None:
+                        ttfb_ms = (clock() - started) * 1000.0
+                    sink.write(chunk)
+                    audio_bytes += len(chunk)
+            # The end is "done": true (every frame carries "done"; false on the chunks). "status"
+            # ("206", "200") is informational, except the older routes' error frame.
             if payload.get("done") is True:
                 done_at = clock()
                 await _finish_body(body)
                 return ttfb_ms, audio_bytes, done_at
-            audio = payload.get("audio")
-            if audio is None:
-                continue  # a frame of another kind; nothing promised about it
-            if not isinstance(audio, str):
-                raise incomplete("undecodable frame: audio is not a string")
-            try:
-                chunk = pybase64.b64decode(audio, validate=True)
-            except (binascii.Error, ValueError):
-                raise incomplete("undecodable frame: audio is not valid base64") from None
-            if chunk:
-                if ttfb_ms is None:
-                    ttfb_ms = (clock() - started) * 1000.0
-                sink.write(chunk)
-                audio_bytes += len(chunk)
+            if audio is None and payload.get("status") == "error":
+                raise incomplete(f"error frame: {_error_message(event.data)}")
     raise incomplete("stream ended without the done frame")
 
 

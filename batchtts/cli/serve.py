@@ -103,7 +103,7 @@ def _faults(ctx: click.Context, param: click.Parameter, values: tuple[str, ...])
     "sse_style",
     multiple=True,
     type=click.Choice(SSE_STYLES),
-    help="Vary the SSE layout within the standard to test client parsers; repeatable.",
+    help="Vary the SSE layout within the standard to test client parsers (seed: the older frames); repeatable.",
 )
 def serve(
     host: str,

@@ -323,6 +323,10 @@ class WavesService:
                     for piece in writer.pieces(frame):
                         yield piece
                     return
+                if fault == "error-frame":
+                    for piece in writer.pieces(writer.error_frame("injected fault: error-frame")):
+                        yield piece
+                    return
                 for piece in writer.pieces(writer.bad_frame(job.fault.broken_json)):
                     yield piece
             if index == len(chunks):

@@ -12,10 +12,12 @@ from batchtts.server.engines import ENGINES
 from batchtts.units import Rate
 
 #: Fault kinds, in the order they are drawn for each request.
-FAULT_KINDS: tuple[str, ...] = ("500", "502", "503", "429", "drop", "nodone", "error-event", "bad-frame")
+FAULT_KINDS: tuple[str, ...] = (
+    "500", "502", "503", "429", "drop", "nodone", "error-event", "bad-frame", "error-frame",
+)  # fmt: skip
 
 #: Ways of laying out the SSE stream that the HTML standard allows (see ``sse.py``).
-SSE_STYLES: tuple[str, ...] = ("crlf", "cr", "comments", "ids", "nospace", "multiline", "split", "odd")
+SSE_STYLES: tuple[str, ...] = ("crlf", "cr", "comments", "ids", "nospace", "multiline", "split", "odd", "seed")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -48,7 +50,7 @@ class ServerConfig:
     faults: dict[str, float] = field(default_factory=dict)
     #: Seed of the fault draws; None = a fresh seed each start.
     seed: int | None = None
-    #: SSE layout flags (``SSE_STYLES``); empty = the API page's exact layout.
+    #: SSE layout flags (``SSE_STYLES``); empty = the API's exact layout (``seed``: the older seed page's frames).
     sse_style: frozenset[str] = frozenset()
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT

@@ -117,7 +117,9 @@ def test_every_sse_framing_the_standard_allows_gives_the_same_audio(tmp_path, lo
         assert_exact(job.out, job.by_id()[row["id"]], text=row["text"], sample_rate=8000)
 
 
-@pytest.mark.parametrize("fault", ["500", "502", "503", "429", "drop", "nodone", "error-event", "bad-frame"])
+@pytest.mark.parametrize(
+    "fault", ["500", "502", "503", "429", "drop", "nodone", "error-event", "bad-frame", "error-frame"]
+)
 def test_each_fault_fails_its_attempt_and_leaves_nothing_on_disk(tmp_path, local_server, fault):
     server = local_server(faults={fault: 1.0}, seed=1)
     manifest = write_csv(tmp_path / "m.csv", ROWS[:2])

@@ -34,7 +34,7 @@ SEED_BODY = """{
     "sample_rate": 24000,
     "output_format": "pcm"
   }"""
-FRAME = re.compile(rb'event: audio\ndata: \{"audio": "([A-Za-z0-9+/=]+)"\}\n\n')
+FRAME = re.compile(rb'event: audio\ndata: \{"audio": "([A-Za-z0-9+/=]+)", "done": false, "status": "206"\}\n\n')
 
 
 def _post_like_curl(url: str) -> bytes:
@@ -66,10 +66,9 @@ def _post_like_curl(url: str) -> bytes:
 def test_seed_page_curl_example_streams_the_documented_frames(server):
     body = _post_like_curl(server.base_url + LIVE)
     frames = FRAME.findall(body)
-    # Exactly the documented layout: audio frames, then the done frame, nothing else.
-    assert (
-        body == b"".join(b'event: audio\ndata: {"audio": "%s"}\n\n' % f for f in frames) + b'data: {"done": true}\n\n'
-    )
+    # Exactly the documented layout (2026): audio frames, then the done frame with no event line, nothing else.
+    chunk = b'event: audio\ndata: {"audio": "%s", "done": false, "status": "206"}\n\n'
+    assert body == b"".join(chunk % f for f in frames) + b'data: {"status": "200", "done": true}\n\n'
     assert len(frames) > 10  # many chunks, not one blob
     audio = b"".join(base64.b64decode(f, validate=True) for f in frames)
     assert audio == expected_pcm(**json.loads(SEED_BODY))
