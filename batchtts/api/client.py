@@ -225,7 +225,7 @@ async def _consume_stream(
     async for data in body:
         for event in decoder.feed(data):
             if event.event == "error":
-                raise incomplete(f"error event: {_error_message(event.data)}")
+                raise incomplete(f"error event: {error_body_message(event.data)}")
             if not event.data:
                 continue  # e.g. an event field with no data: nothing to decode
             try:
@@ -254,7 +254,7 @@ async def _consume_stream(
                 await _finish_body(body)
                 return ttfb_ms, audio_bytes, done_at
             if audio is None and payload.get("status") == "error":
-                raise incomplete(f"error frame: {_error_message(event.data)}")
+                raise incomplete(f"error frame: {error_body_message(event.data)}")
     raise incomplete("stream ended without the done frame")
 
 
@@ -287,19 +287,66 @@ async def _read_bounded(response: httpx.Response) -> bytes:
     return body[:_MAX_ERROR_BODY]
 
 
-def _error_message(data: str | bytes) -> str:
-    """The API's TtsError message when the body is one, else a short excerpt."""
+def error_body_message(data: str | bytes) -> str:
+    """An API error body as a sentence, never a JSON dump.
+
+    The shapes the API answers with (``waves-api-2026.md``):
+
+    - ``{"error": "InvalidRequest", "message": "The 'text' field is required."}``: the message;
+    - a Zod-style list, ``{"error": [{"code": ..., "path": ["voice_id"], "message": "Invalid Voice ID"}, ...]}``:
+      ``voice_id: Invalid Voice ID``, several issues joined with ``; ``;
+    - plan-gated, ``{"status": false, "errors": ["... please upgrade ..."]}``: the errors, joined;
+    - ``{"status": "error", "message": ...}`` (older routes' frames): the message.
+
+    Anything else: a short excerpt of the body as text.
+    """
     text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
     try:
         payload = json.loads(text)
     except ValueError:
         payload = None
     if isinstance(payload, dict):
-        message = payload.get("message") or payload.get("error")
-        if message:
-            return str(message)
+        said = _said(payload)
+        if said:
+            return said
     excerpt = " ".join(text.split())[:200]
     return excerpt or "no message"
+
+
+_MAX_ISSUES = 5
+
+
+def _said(payload: dict[str, object]) -> str | None:
+    """The human part of a JSON error object, or None when it has none we know."""
+    error, message, errors = payload.get("error"), payload.get("message"), payload.get("errors")
+    if isinstance(error, list) and error:
+        issues = [_issue(item) for item in error[:_MAX_ISSUES]]
+        more = f"; and {len(error) - _MAX_ISSUES} more" if len(error) > _MAX_ISSUES else ""
+        return "; ".join(issue for issue in issues if issue) + more or None
+    if isinstance(errors, list) and errors:
+        return "; ".join(_one_line(item) for item in errors[:_MAX_ISSUES] if item is not None) or None
+    if isinstance(message, str) and message.strip():
+        return _one_line(message)
+    if isinstance(error, dict):
+        return _said(error)
+    if isinstance(error, str) and error.strip():
+        return _one_line(error)
+    return None
+
+
+def _issue(item: object) -> str:
+    """One Zod issue: ``path: message`` (a nested path as ``a.0.b``)."""
+    if not isinstance(item, dict):
+        return _one_line(item)
+    path = item.get("path")
+    where = ".".join(str(part) for part in path) if isinstance(path, list) else ""
+    message = item.get("message")
+    what = _one_line(message) if message is not None else str(item.get("code") or "invalid")
+    return f"{where}: {what}" if where else what
+
+
+def _one_line(value: object) -> str:
+    return " ".join(str(value).split())[:300]
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -323,7 +370,7 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
 def classify_http_error(response: httpx.Response, body: bytes, server_request_id: str | None) -> AttemptError:
     """Map a non-200 answer to the error class that decides what happens next."""
     status = response.status_code
-    message = f"HTTP {status}: {_error_message(body)}"
+    message = f"HTTP {status}: {error_body_message(body)}"
     retry_after = parse_retry_after(response.headers.get("retry-after"))
     kind: type[AttemptError]
     if status in (401, 403):

@@ -65,12 +65,24 @@ _FALSE_WORDS = frozenset({"false", "0", "no", "n", "off"})
 
 
 class InvalidRequest(ValueError):
-    """A request field the API schema rejects; ``field`` names it."""
+    """A request field the API schema rejects; ``field`` names it.
 
-    def __init__(self, field_name: str, message: str) -> None:
+    ``code`` and ``details`` are what the API's Zod-style 400 says of it
+    (``invalid_enum_value`` with ``received`` and ``options``, ``invalid_type``,
+    ``too_small``, ``too_big``, ``invalid_string``, ``custom``): the local server
+    answers with them (:meth:`issue`).
+    """
+
+    def __init__(self, field_name: str, message: str, code: str = "custom", **details: Any) -> None:
         super().__init__(f"{field_name}: {message}")
         self.field = field_name
         self.message = message
+        self.code = code
+        self.details = details
+
+    def issue(self) -> dict[str, Any]:
+        """The Zod-style issue of this error: ``{"code", ..., "path": [field], "message"}``."""
+        return {"code": self.code, **self.details, "path": [self.field], "message": self.message}
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,23 +180,29 @@ def is_valid_id(value: str) -> bool:
 
 def _validate_text(value: Any) -> str:
     if not isinstance(value, str):
-        raise InvalidRequest("text", "must be a string")
+        raise InvalidRequest("text", "must be a string", "invalid_type")
     if not value.strip():
-        raise InvalidRequest("text", "must not be empty")
+        raise InvalidRequest("text", "must not be empty", "too_small")
     return value
 
 
 def _validate_voice(value: Any, voices: Collection[str] | None) -> str:
     if not isinstance(value, str) or not value:
-        raise InvalidRequest("voice_id", "must be a non-empty string")
+        raise InvalidRequest("voice_id", "must be a non-empty string", "invalid_type")
     if voices is not None and value not in voices:
-        raise InvalidRequest("voice_id", f"unknown voice {value!r}; known: {', '.join(sorted(voices))}")
+        raise InvalidRequest("voice_id", f"unknown voice {value!r} (known: {', '.join(sorted(voices))})")
     return value
 
 
 def _validate_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in choices:
-        raise InvalidRequest(name, f"{value!r} is not one of {', '.join(choices)}")
+        raise InvalidRequest(
+            name,
+            f"{value!r} is not one of {', '.join(choices)}",
+            "invalid_enum_value",
+            received=value,
+            options=list(choices),
+        )
     return value
 
 
@@ -200,28 +218,38 @@ def _validate_sample_rate(value: Any) -> int:
         rate = int(value.strip())
     if rate not in SAMPLE_RATES:
         allowed = ", ".join(str(r) for r in SAMPLE_RATES)
-        raise InvalidRequest("sample_rate", f"{value!r} is not one of {allowed}")
+        raise InvalidRequest(
+            "sample_rate",
+            f"{value!r} is not one of {allowed}",
+            "invalid_enum_value",
+            received=value,
+            options=list(SAMPLE_RATES),
+        )
     return rate
 
 
 def _validate_speed(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidRequest("speed", f"{value!r} is not a number")
+        raise InvalidRequest("speed", f"{value!r} is not a number", "invalid_type")
     speed = float(value)
     if not math.isfinite(speed) or not SPEED_MIN <= speed <= SPEED_MAX:
-        raise InvalidRequest("speed", f"{value!r} is out of range {SPEED_MIN} to {SPEED_MAX}")
+        raise InvalidRequest(
+            "speed",
+            f"{value!r} is out of range {SPEED_MIN} to {SPEED_MAX}",
+            "too_small" if speed < SPEED_MIN else "too_big",
+        )
     return speed
 
 
 def _validate_dicts(value: Any) -> tuple[str, ...]:
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-        raise InvalidRequest("pronunciation_dicts", "must be a list of strings")
+        raise InvalidRequest("pronunciation_dicts", "must be a list of strings", "invalid_type")
     return tuple(value)
 
 
 def _validate_bool(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
-        raise InvalidRequest(name, f"{value!r} is not a boolean (true or false)")
+        raise InvalidRequest(name, f"{value!r} is not a boolean (true or false)", "invalid_type")
     return value
 
 
@@ -230,6 +258,7 @@ def _validate_id(name: str, value: Any) -> str:
         raise InvalidRequest(
             name,
             f"{value!r} must be 1 to {ID_MAX_LENGTH} letters, digits, '-', '_' or '.'",
+            "invalid_string",
         )
     return value
 
@@ -242,9 +271,9 @@ def parse_request(body: Mapping[str, Any], *, voices: Collection[str] | None = N
     Absent or null optional fields take the API's defaults.
     """
     if "text" not in body:
-        raise InvalidRequest("text", "is required")
+        raise InvalidRequest("text", "is required", "invalid_type")
     if "voice_id" not in body:
-        raise InvalidRequest("voice_id", "is required")
+        raise InvalidRequest("voice_id", "is required", "invalid_type")
 
     def given(name: str) -> bool:
         return body.get(name) is not None

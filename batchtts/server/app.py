@@ -9,7 +9,8 @@
 - ``GET /waves/v1/lightning-v3.1/get_voices``: the voice catalog.
 - ``GET /_batchtts/stats`` (``DELETE`` resets): counters for tests and benchmarks.
 
-A synthesis request goes: auth (401) -> JSON body and schema (400) -> account
+A synthesis request goes: auth (401) -> JSON body and schema (400, a Zod-style
+list of issues as the live API answers) -> account
 limits (429) -> fault draw -> synthesis in a worker thread -> response. The
 engine never runs on the event loop, so one long text cannot stall other streams.
 """
@@ -64,6 +65,12 @@ log = logging.getLogger("batchtts.server")
 def error_response(status: int, error: str, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     """A TtsError answer: ``{"error": ..., "message": ...}``."""
     return JSONResponse({"error": error, "message": message}, status_code=status, headers=headers)
+
+
+def validation_response(issues: list[dict[str, Any]], headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """A 400 as the live API answers a body its schema refuses: a Zod-style list of issues,
+    ``{"error": [{"code": ..., "path": [field], "message": ...}, ...]}``."""
+    return JSONResponse({"error": issues}, status_code=400, headers=headers)
 
 
 class _DroppedConnectionFilter(logging.Filter):
@@ -206,14 +213,15 @@ class WavesService:
         try:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
-            return error_response(400, "invalid_request", "body: is not valid JSON")
+            return validation_response([{"code": "invalid_type", "path": [], "message": "the body is not valid JSON"}])
         echo = self._echo_headers(body)
         if not isinstance(body, dict):
-            return error_response(400, "invalid_request", "body: must be a JSON object", echo)
+            issue = {"code": "invalid_type", "path": [], "message": "the body must be a JSON object"}
+            return validation_response([issue], echo)
         try:
             tts = parse_request(body, voices=CATALOG)
         except InvalidRequest as exc:
-            return error_response(400, "invalid_request", f"{exc.field}: {exc.message}", echo)
+            return validation_response([exc.issue()], echo)
 
         if self.config.admission_delay:
             # A queue before the limiter: the window counts the request later than it came.

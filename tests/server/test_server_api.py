@@ -25,6 +25,7 @@ from tests.server_support import (
     expected_pcm,
     live,
     tts_error,
+    validation_issues,
 )
 
 #: The seed page's cURL example, byte for byte (only the host differs).
@@ -216,9 +217,9 @@ def test_each_invalid_field_is_a_400_naming_it(server, body, field):
         for path in (LIVE, SYNC):
             response = client.post(path, json=body)
             assert response.status_code == 400
-            error = tts_error(response)
-            assert error["error"] == "invalid_request"
-            assert error["message"].startswith(f"{field}:"), error
+            [issue] = validation_issues(response)  # the live API's Zod-style list, one issue naming the field
+            assert issue["path"] == [field], issue
+            assert issue["message"] and not issue["message"].startswith(f"{field}:"), issue
 
 
 VALID: list[dict] = [
@@ -263,7 +264,15 @@ def test_string_sample_rate_gives_the_same_audio_as_a_number(server):
 def test_a_body_that_is_not_a_json_object_is_400(server, content):
     response = httpx.post(server.base_url + LIVE, content=content, headers={**AUTH, "Content-Type": "application/json"})
     assert response.status_code == 400
-    assert tts_error(response)["message"].startswith("body:")
+    [issue] = validation_issues(response)
+    assert issue["path"] == [] and issue["message"].startswith("the body ")
+
+
+def test_an_enum_issue_says_what_was_received_and_the_options(server):
+    response = httpx.post(server.base_url + LIVE, json={**BODY, "output_format": "mulaw"}, headers=AUTH)
+    [issue] = validation_issues(response)
+    assert issue["code"] == "invalid_enum_value" and issue["received"] == "mulaw"
+    assert issue["options"] == ["pcm", "wav", "mp3", "ulaw", "alaw"] and issue["path"] == ["output_format"]
 
 
 # -- headers ----------------------------------------------------------------------------
