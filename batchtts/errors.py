@@ -35,12 +35,14 @@ class AttemptError(BatchTTSError):
         http_status: int | None = None,
         retry_after: float | None = None,
         server_request_id: str | None = None,
+        server_session_id: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.http_status = http_status
         self.retry_after = retry_after
         self.server_request_id = server_request_id
+        self.server_session_id = server_session_id
 
 
 class TransientError(AttemptError):

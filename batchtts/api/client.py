@@ -44,6 +44,9 @@ _DRAIN_SECONDS = 1.0
 _DRAIN_LIMIT = 1 << 16
 #: Connections per httpx pool (see WavesClient).
 POOL_CONNECTIONS = 16
+#: Request header asking for the content to be deleted after 7 days (Enterprise), and the answer's verdict.
+EXPIRE_CONTENT_HEADER = "x-expire-content"
+CONTENT_EXPIRY_HEADER = "x-content-expiry"
 
 
 class ChunkWriter(Protocol):
@@ -59,6 +62,10 @@ class AttemptOutcome:
     ttfb_ms: float | None
     total_ms: float
     audio_bytes: int
+    #: The answer's ``X-Session-Id`` (the server's session UUID).
+    server_session_id: str | None = None
+    #: The answer's ``x-content-expiry`` (``applied``, ``not-entitled``, ``unavailable``) when it sent one.
+    content_expiry: str | None = None
 
 
 class ApiKey:
@@ -96,9 +103,13 @@ class WavesClient:
         idle_timeout: float = 30.0,
         connect_timeout: float = 10.0,
         max_connections: int = 100,
+        expire_content: bool = False,
     ) -> None:
-        self._url = base_url.rstrip("/") + LIVE_PATH
+        self._base_url = base_url.rstrip("/")
+        self._url = self._base_url + LIVE_PATH
         self._auth = f"Bearer {api_key.reveal()}"
+        #: Ask for the content to be deleted after 7 days (``x-expire-content: true``, Enterprise).
+        self._expire_content = expire_content
         pools = max(1, -(-max_connections // POOL_CONNECTIONS))
         per_pool = -(-max_connections // pools)
         # One TLS context for all pools: each httpx client would otherwise load the
@@ -142,8 +153,11 @@ class WavesClient:
             "Accept": "text/event-stream",
             "Cache-Control": "no-store",
         }
+        if self._expire_content:
+            headers[EXPIRE_CONTENT_HEADER] = "true"
         pool = self._least_busy()
         self._busy[pool] += 1
+        server_session_id: str | None = None
         try:
             async with self._pools[pool].stream(
                 "POST",
@@ -153,11 +167,15 @@ class WavesClient:
                 extensions={"trace": _send_tracer(start)} if start is not None else None,
             ) as response:
                 server_request_id = response.headers.get("x-request-id")
+                server_session_id = response.headers.get("x-session-id") or None
+                content_expiry = response.headers.get(CONTENT_EXPIRY_HEADER) or None
                 if response.status_code != 200:
                     body = await _read_bounded(response)
                     raise classify_http_error(response, body, server_request_id)
                 ttfb_ms, audio_bytes, done_at = await _consume_stream(response, sink, started, clock, server_request_id)
-        except AttemptError:
+        except AttemptError as exc:
+            if exc.server_session_id is None:
+                exc.server_session_id = server_session_id
             raise
         except httpx.TimeoutException as exc:
             raise NetworkError(f"timed out ({type(exc).__name__})") from None
@@ -173,6 +191,8 @@ class WavesClient:
             ttfb_ms=ttfb_ms,
             total_ms=(done_at - started) * 1000.0,
             audio_bytes=audio_bytes,
+            server_session_id=server_session_id,
+            content_expiry=content_expiry,
         )
 
 

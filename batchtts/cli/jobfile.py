@@ -39,7 +39,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 TABLES: dict[str, tuple[str, ...]] = {
     "request": (
         "voice-id", "model", "sample-rate", "speed", "language", "output-format", "pronunciation-dict", "session-id",
-        "number-pronunciation-language", "math-notation",
+        "number-pronunciation-language", "math-notation", "expire-content",
     ),
     "api": ("base-url", "api-key-file", "local", "engine", "timeout", "connect-timeout"),
     "limits": (

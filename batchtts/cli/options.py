@@ -142,6 +142,22 @@ def request_default_options(func: F) -> F:
     )
 
 
+def request_header_options(func: F) -> F:
+    """What ``batchtts run`` asks of the API beyond the request body: the content-expiry header."""
+    return _apply(
+        [
+            click.option(
+                "--expire-content",
+                is_flag=True,
+                default=False,
+                help="Send 'x-expire-content: true': the API deletes the content after 7 days (Enterprise); "
+                "the answer's verdict goes into the results (content_expiry).",
+            ),
+        ],
+        func,
+    )
+
+
 def request_defaults_from(params: Mapping[str, Any]) -> dict[str, Any]:
     """The request defaults the user set, by request field, from a command's parsed parameters.
 

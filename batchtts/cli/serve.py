@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from batchtts.cli.options import parse_rate_option
-from batchtts.server.config import DEFAULT_HOST, DEFAULT_PORT, FAULT_KINDS, SSE_STYLES
+from batchtts.server.config import CONTENT_EXPIRY_VERDICTS, DEFAULT_HOST, DEFAULT_PORT, FAULT_KINDS, SSE_STYLES
 from batchtts.server.engines import ENGINES
 from batchtts.units import Rate
 
@@ -105,6 +105,13 @@ def _faults(ctx: click.Context, param: click.Parameter, values: tuple[str, ...])
     type=click.Choice(SSE_STYLES),
     help="Vary the SSE layout within the standard to test client parsers (seed: the older frames); repeatable.",
 )
+@click.option(
+    "--content-expiry",
+    type=click.Choice(CONTENT_EXPIRY_VERDICTS),
+    default="applied",
+    show_default=True,
+    help="The x-content-expiry answer to a request that sends x-expire-content: true.",
+)
 def serve(
     host: str,
     port: int,
@@ -119,6 +126,7 @@ def serve(
     faults: dict[str, float],
     seed: int | None,
     sse_style: tuple[str, ...],
+    content_expiry: str,
 ) -> None:
     """Serve the Waves TTS API locally: same routes, no network, no credits.
 
@@ -146,6 +154,7 @@ def serve(
             faults=faults,
             seed=seed,
             sse_style=frozenset(sse_style),
+            content_expiry=content_expiry,
             host=host,
             port=port,
         )

@@ -42,6 +42,8 @@ class JobSpec:
     deadline: Deadline | None = None
     max_characters: int | None = None
     limit: int | None = None
+    #: Send ``x-expire-content: true`` (Enterprise: the content is deleted after 7 days).
+    expire_content: bool = False
     #: The API endpoint and the client's timeouts (seconds).
     base_url: str = DEFAULT_BASE_URL
     idle_timeout: float = 30.0

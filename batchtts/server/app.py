@@ -96,7 +96,8 @@ def _install_log_filter() -> None:
 
 
 class RequestIdMiddleware:
-    """Gives every response an ``X-Request-Id``, counts it, and turns crashes into TtsError 500."""
+    """Gives every response an ``X-Request-Id`` and an ``X-Session-Id``, counts it, and turns crashes into
+    TtsError 500."""
 
     def __init__(self, app: ASGIApp, stats: ServerStats) -> None:
         self.app = app
@@ -107,6 +108,7 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = f"req_{uuid.uuid4().hex}"
+        session_id = str(uuid.uuid4())
         scope.setdefault("state", {})["request_id"] = request_id
         path = scope["path"]
         if path != STATS_PATH:
@@ -117,7 +119,9 @@ class RequestIdMiddleware:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                MutableHeaders(scope=message).append("X-Request-Id", request_id)
+                headers = MutableHeaders(scope=message)
+                headers.append("X-Request-Id", request_id)
+                headers.append("X-Session-Id", session_id)
                 if path != STATS_PATH:
                     self.stats.count_status(message["status"])
             await send(message)
@@ -193,15 +197,15 @@ class WavesService:
             return None
         return error_response(401, "unauthorized", failure, {"WWW-Authenticate": "Bearer"})
 
-    @staticmethod
-    def _echo_headers(body: Any) -> dict[str, str]:
-        """``X-External-*`` headers for the correlation ids the client sent (when well-formed)."""
+    def _echo_headers(self, request: Request, body: Any) -> dict[str, str]:
+        """``X-External-*``: the correlation ids the client sent (empty when none, or malformed), and
+        ``x-content-expiry`` when the client asked for ``x-expire-content: true``."""
         headers: dict[str, str] = {}
-        if isinstance(body, dict):
-            for field, header in (("request_id", "X-External-Request-Id"), ("session_id", "X-External-Session-Id")):
-                value = body.get(field)
-                if isinstance(value, str) and is_valid_id(value):
-                    headers[header] = value
+        for field, header in (("request_id", "X-External-Request-Id"), ("session_id", "X-External-Session-Id")):
+            value = body.get(field) if isinstance(body, dict) else None
+            headers[header] = value if isinstance(value, str) and is_valid_id(value) else ""
+        if request.headers.get("x-expire-content", "").strip().lower() == "true":
+            headers["x-content-expiry"] = self.config.content_expiry
         return headers
 
     async def _admit(self, request: Request) -> _Job | Response:
@@ -214,7 +218,7 @@ class WavesService:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             return validation_response([{"code": "invalid_type", "path": [], "message": "the body is not valid JSON"}])
-        echo = self._echo_headers(body)
+        echo = self._echo_headers(request, body)
         if not isinstance(body, dict):
             issue = {"code": "invalid_type", "path": [], "message": "the body must be a JSON object"}
             return validation_response([issue], echo)

@@ -19,6 +19,9 @@ FAULT_KINDS: tuple[str, ...] = (
 #: Ways of laying out the SSE stream that the HTML standard allows (see ``sse.py``).
 SSE_STYLES: tuple[str, ...] = ("crlf", "cr", "comments", "ids", "nospace", "multiline", "split", "odd", "seed")
 
+#: What the server answers in ``x-content-expiry`` to a request with ``x-expire-content: true``.
+CONTENT_EXPIRY_VERDICTS: tuple[str, ...] = ("applied", "not-entitled", "unavailable")
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 
@@ -52,6 +55,8 @@ class ServerConfig:
     seed: int | None = None
     #: SSE layout flags (``SSE_STYLES``); empty = the API's exact layout (``seed``: the older seed page's frames).
     sse_style: frozenset[str] = frozenset()
+    #: The ``x-content-expiry`` answer to ``x-expire-content: true`` (``CONTENT_EXPIRY_VERDICTS``).
+    content_expiry: str = "applied"
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
 
@@ -81,6 +86,10 @@ class ServerConfig:
             raise ValueError(f"sse_style: unknown {', '.join(unknown)}; choose from {', '.join(SSE_STYLES)}")
         if {"cr", "crlf"} <= style:
             raise ValueError("sse_style: cr and crlf are exclusive (one line ending per stream)")
+        if self.content_expiry not in CONTENT_EXPIRY_VERDICTS:
+            raise ValueError(
+                f"content_expiry: {self.content_expiry!r} is not one of {', '.join(CONTENT_EXPIRY_VERDICTS)}"
+            )
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port: {self.port} is not within 0..65535")
         # Own copies, so a caller's later edits cannot change a running server.
@@ -106,4 +115,6 @@ class ServerConfig:
             parts.append(f"faults: {listed} (seed {self.seed if self.seed is not None else 'random'})")
         if self.sse_style:
             parts.append(f"sse style: {'+'.join(s for s in SSE_STYLES if s in self.sse_style)}")
+        if self.content_expiry != "applied":
+            parts.append(f"content expiry: {self.content_expiry}")
         return "; ".join(parts)

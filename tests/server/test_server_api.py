@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import soundfile
 
+from batchtts.server.config import ServerConfig
 from batchtts.server.voices import CATALOG
 from tests.server_support import (
     AUTH,
@@ -287,12 +288,36 @@ def test_correlation_ids_are_echoed(server):
     assert sync.headers["x-external-request-id"] == "row-17.a_b"
     assert sync.headers["x-external-session-id"] == "job-2024"
     plain = httpx.post(server.base_url + SYNC, json=BODY, headers=AUTH)
-    assert "x-external-request-id" not in plain.headers
-    assert "x-external-session-id" not in plain.headers
+    # As documented in 2026: present and empty when the client sent none.
+    assert plain.headers["x-external-request-id"] == plain.headers["x-external-session-id"] == ""
     # Still echoed when another field is wrong, so a client can match the 400 to its row.
     refused = httpx.post(server.base_url + SYNC, json={**body, "speed": 9}, headers=AUTH)
     assert refused.status_code == 400
     assert refused.headers["x-external-request-id"] == "row-17.a_b"
+
+
+def test_every_answer_carries_a_server_session_id(server):
+    uuid = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+    streamed = live(server.base_url)
+    refused = httpx.post(server.base_url + LIVE, json={**BODY, "speed": 9}, headers=AUTH)
+    voices = httpx.get(server.base_url + VOICES, headers=AUTH)
+    ids = [r.headers["x-session-id"] for r in (streamed, refused, voices)]
+    assert all(uuid.fullmatch(i) for i in ids) and len(set(ids)) == 3
+
+
+def test_content_expiry_is_answered_only_when_asked(local_server):
+    asked = {**AUTH, "x-expire-content": "true"}
+    default = local_server()
+    assert live(default.base_url, headers=asked).headers["x-content-expiry"] == "applied"
+    assert "x-content-expiry" not in live(default.base_url).headers
+    assert "x-content-expiry" not in live(default.base_url, headers={**AUTH, "x-expire-content": "false"}).headers
+    sync = httpx.post(default.base_url + SYNC, json=BODY, headers=asked)
+    assert sync.headers["x-content-expiry"] == "applied"
+    for verdict in ("not-entitled", "unavailable"):
+        server = local_server(content_expiry=verdict)
+        assert live(server.base_url, headers=asked).headers["x-content-expiry"] == verdict
+    with pytest.raises(ValueError, match="content_expiry"):
+        ServerConfig(content_expiry="soon")
 
 
 def test_every_response_has_a_unique_server_request_id(local_server):

@@ -36,6 +36,7 @@ from tests.server_support import BODY, LIVE, STATS, SYNC
         (["--port", "70000"], "--port"),
         (["--seed", "abc"], "--seed"),
         (["--api-key", " "], "--api-key"),
+        (["--content-expiry", "soon"], "--content-expiry"),
     ],
 )
 def test_bad_values_are_usage_errors_naming_the_option(args, option):

@@ -217,6 +217,8 @@ class Assembly:
                 fingerprint,
                 request_id=stored.request_id,
                 server_request_id=stored.server_request_id,
+                server_session_id=stored.server_session_id,
+                content_expiry=stored.content_expiry,
                 audio_bytes=stored.audio_bytes,
                 cached=True,
             )
@@ -226,7 +228,9 @@ class Assembly:
         if part.error is not None and len(texts) > 1:
             part.error = f"part {index + 1}/{len(texts)}: {part.error}"
         if done.ok:
-            info = PartInfo(done.request_id, part.server_request_id, part.audio_bytes)
+            info = PartInfo(
+                done.request_id, part.server_request_id, part.audio_bytes, part.server_session_id, part.content_expiry
+            )
             await anyio.to_thread.run_sync(self._store.save_info, fingerprint, info)
         return part
 
