@@ -14,6 +14,7 @@ from __future__ import annotations
 import binascii
 import email.utils
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from batchtts.errors import (
     RequestRejected,
     ServerError,
     StreamIncomplete,
+    UsageLimitReached,
 )
 
 _MAX_ERROR_BODY = 4096
@@ -387,13 +389,30 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
+#: What a 403 body says when the account hit its trial or workspace usage limit (the body is not documented;
+#: the error reference names the case "trial or workspace usage limit reached").
+_USAGE_LIMIT = re.compile(r"usage limit|limit reached|quota|credits?\b", re.IGNORECASE)
+
+
 def classify_http_error(response: httpx.Response, body: bytes, server_request_id: str | None) -> AttemptError:
-    """Map a non-200 answer to the error class that decides what happens next."""
+    """Map a non-200 answer to the error class that decides what happens next.
+
+    A 403 is either the account's usage limit (:class:`UsageLimitReached`, when
+    the body says so) or a key that may not do this, one of another workspace
+    or product (:class:`AuthRejected`); the message says which.
+    """
     status = response.status_code
-    message = f"HTTP {status}: {error_body_message(body)}"
+    said = error_body_message(body)
+    message = f"HTTP {status}: {said}"
     retry_after = parse_retry_after(response.headers.get("retry-after"))
     kind: type[AttemptError]
-    if status in (401, 403):
+    if status == 403 and _USAGE_LIMIT.search(said):
+        kind = UsageLimitReached
+        message = f"HTTP 403: the account's usage limit is reached: {said}"
+    elif status == 403:
+        kind = AuthRejected
+        message = f"HTTP 403: the key may not do this (a key of another workspace or product?): {said}"
+    elif status == 401:
         kind = AuthRejected
     elif status == 429:
         kind = RateLimited

@@ -112,6 +112,25 @@ def _faults(ctx: click.Context, param: click.Parameter, values: tuple[str, ...])
     show_default=True,
     help="The x-content-expiry answer to a request that sends x-expire-content: true.",
 )
+@click.option(
+    "--quota-requests",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Per key, over the server's life: answer 403 'usage limit reached' past N synthesis requests.",
+)
+@click.option(
+    "--quota-characters",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Per key, over the server's life: answer 403 'usage limit reached' past N characters of text.",
+)
+@click.option(
+    "--forbidden-key",
+    "forbidden_keys",
+    multiple=True,
+    metavar="KEY",
+    help="Answer 403 to this bearer token, as to a key of another workspace or product; repeatable.",
+)
 def serve(
     host: str,
     port: int,
@@ -127,6 +146,9 @@ def serve(
     seed: int | None,
     sse_style: tuple[str, ...],
     content_expiry: str,
+    quota_requests: int | None,
+    quota_characters: int | None,
+    forbidden_keys: tuple[str, ...],
 ) -> None:
     """Serve the Waves TTS API locally: same routes, no network, no credits.
 
@@ -155,6 +177,9 @@ def serve(
             seed=seed,
             sse_style=frozenset(sse_style),
             content_expiry=content_expiry,
+            quota_requests=quota_requests,
+            quota_characters=quota_characters,
+            forbidden_keys=frozenset(forbidden_keys),
             host=host,
             port=port,
         )

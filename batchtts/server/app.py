@@ -9,9 +9,10 @@
 - ``GET /waves/v1/lightning-v3.1/get_voices``: the voice catalog.
 - ``GET /_batchtts/stats`` (``DELETE`` resets): counters for tests and benchmarks.
 
-A synthesis request goes: auth (401) -> JSON body and schema (400, a Zod-style
-list of issues as the live API answers) -> account
-limits (429) -> fault draw -> synthesis in a worker thread -> response. The
+A synthesis request goes: auth (401; a key of another workspace: 403) -> JSON
+body and schema (400, a Zod-style list of issues as the live API answers) ->
+account limits (429) -> usage quota per key (403) -> fault draw -> synthesis in
+a worker thread -> response. The
 engine never runs on the event loop, so one long text cannot stall other streams.
 """
 
@@ -50,6 +51,7 @@ from batchtts.server.faults import (
     FaultPlan,
 )
 from batchtts.server.limits import AccountLimits, Refusal, Slot, retry_after_header
+from batchtts.server.quota import FORBIDDEN_KEY_MESSAGE, Quotas
 from batchtts.server.sse import SseWriter, chunk_size, split_audio
 from batchtts.server.stats import ServerStats
 from batchtts.server.voices import CATALOG
@@ -175,6 +177,7 @@ class WavesService:
         self.stats = stats
         self.limits = AccountLimits(config.rate, config.concurrency)
         self.faults = FaultInjector(config.faults, config.seed)
+        self.quotas = Quotas(config.quota_requests, config.quota_characters)
         self._admission_delays = random.Random(config.seed)
 
     # -- shared steps ---------------------------------------------------------------
@@ -192,10 +195,13 @@ class WavesService:
         return None
 
     def _unauthorized(self, request: Request) -> JSONResponse | None:
+        """401 for a missing or wrong key; 403 for a key of another workspace (``--forbidden-key``)."""
         failure = self._auth_failure(request)
-        if failure is None:
-            return None
-        return error_response(401, "unauthorized", failure, {"WWW-Authenticate": "Bearer"})
+        if failure is not None:
+            return error_response(401, "unauthorized", failure, {"WWW-Authenticate": "Bearer"})
+        if self.config.forbidden_keys and _bearer_token(request) in self.config.forbidden_keys:
+            return error_response(403, "Forbidden", FORBIDDEN_KEY_MESSAGE)
+        return None
 
     def _echo_headers(self, request: Request, body: Any) -> dict[str, str]:
         """``X-External-*``: the correlation ids the client sent (empty when none, or malformed), and
@@ -235,6 +241,11 @@ class WavesService:
         if isinstance(admission, Refusal):
             headers = {**echo, "Retry-After": retry_after_header(admission.retry_after)}
             return error_response(429, admission.reason, admission.message, headers)
+        if self.quotas.active:
+            refusal = self.quotas.charge(_bearer_token(request), len(tts.text))
+            if refusal is not None:
+                admission.release()
+                return error_response(403, "Forbidden", refusal.message, echo)
         self.stats.record_start(received_at)
 
         fault = self.faults.draw()
@@ -362,6 +373,12 @@ class WavesService:
             raise ConnectionDropped("injected fault: drop mid-body")
         yield job.audio
         job.completed = True
+
+
+def _bearer_token(request: Request) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header (checked by the auth step), else ""."""
+    _, _, token = request.headers.get("authorization", "").strip().partition(" ")
+    return token.strip()
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

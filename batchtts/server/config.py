@@ -57,6 +57,12 @@ class ServerConfig:
     sse_style: frozenset[str] = frozenset()
     #: The ``x-content-expiry`` answer to ``x-expire-content: true`` (``CONTENT_EXPIRY_VERDICTS``).
     content_expiry: str = "applied"
+    #: Per key, over the server's life: at most this many synthesis requests / characters of text;
+    #: past it, 403 "trial or workspace usage limit reached". None = unlimited.
+    quota_requests: int | None = None
+    quota_characters: int | None = None
+    #: Bearer tokens answered 403 as keys of another workspace or product (kept out of repr()).
+    forbidden_keys: frozenset[str] = field(default=frozenset(), repr=False)
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
 
@@ -86,6 +92,12 @@ class ServerConfig:
             raise ValueError(f"sse_style: unknown {', '.join(unknown)}; choose from {', '.join(SSE_STYLES)}")
         if {"cr", "crlf"} <= style:
             raise ValueError("sse_style: cr and crlf are exclusive (one line ending per stream)")
+        for name in ("quota_requests", "quota_characters"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{name}: {value} must not be negative")
+        if any(not key.strip() for key in self.forbidden_keys):
+            raise ValueError("forbidden_keys: a key must not be empty")
         if self.content_expiry not in CONTENT_EXPIRY_VERDICTS:
             raise ValueError(
                 f"content_expiry: {self.content_expiry!r} is not one of {', '.join(CONTENT_EXPIRY_VERDICTS)}"
@@ -95,6 +107,7 @@ class ServerConfig:
         # Own copies, so a caller's later edits cannot change a running server.
         object.__setattr__(self, "faults", dict(self.faults))
         object.__setattr__(self, "sse_style", style)
+        object.__setattr__(self, "forbidden_keys", frozenset(self.forbidden_keys))
 
     def describe_limits(self) -> str:
         """Limits, faults and layout in one human line (never the key)."""
@@ -117,4 +130,13 @@ class ServerConfig:
             parts.append(f"sse style: {'+'.join(s for s in SSE_STYLES if s in self.sse_style)}")
         if self.content_expiry != "applied":
             parts.append(f"content expiry: {self.content_expiry}")
+        quotas = [
+            f"{limit} {unit}"
+            for limit, unit in ((self.quota_requests, "requests"), (self.quota_characters, "characters"))
+            if limit is not None
+        ]
+        if quotas:
+            parts.append(f"quota: {' and '.join(quotas)} per key")
+        if self.forbidden_keys:
+            parts.append(f"forbidden keys: {len(self.forbidden_keys)}")
         return "; ".join(parts)
