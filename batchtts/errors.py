@@ -81,5 +81,10 @@ class UsageLimitReached(AccessDenied):
     """403 "trial or workspace usage limit reached": the key is fine, the account may not do more now."""
 
 
+class VoiceCatalogUnavailable(BatchTTSError):
+    """The voice catalog could not be read (any error, a non-200, a body not shaped like the catalog):
+    the job goes on without checking voices before the first request."""
+
+
 class StorageError(AttemptError):
     """The audio arrived but could not be stored (disk full, I/O error): the row fails; not retried."""

@@ -5,19 +5,21 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import numpy as np
 import pyarrow.parquet as pq
 import soundfile
 from click.testing import CliRunner, Result
 
-from batchtts.api.request import parse_request
+from batchtts.api.request import VOICES_PATH, parse_request
 from batchtts.cli import main
 from batchtts.server.config import ServerConfig
+from batchtts.server.faults import ConnectionDropped
 from batchtts.server.running import LocalServer
 from batchtts.server.synthetic import SyntheticEngine
 
@@ -148,3 +150,57 @@ def recording_server(**overrides: Any) -> Iterator[tuple[LocalServer, RecordingA
     server.app = recorder  # type: ignore[assignment]
     with server:
         yield server, recorder
+
+
+# --- a real local server whose voice catalog route is broken in one way -------------------------
+
+
+def _answer(status: int, body: bytes, content_type: bytes = b"application/json") -> Callable[..., Any]:
+    async def answer(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", content_type)]})
+        await send({"type": "http.response.body", "body": body})
+
+    return answer
+
+
+async def _hang(scope: Any, receive: Any, send: Any) -> None:
+    await anyio.sleep(1.0)  # past the client's timeout in the tests (0.3 s); short, so the server stops soon
+
+
+async def _cut(scope: Any, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"100")]})
+    await send({"type": "http.response.body", "body": b'{"voi', "more_body": True})
+    raise ConnectionDropped("connection cut")  # uvicorn aborts the connection (the server does not log it)
+
+
+BROKEN_CATALOGS: dict[str, tuple[Callable[..., Any], str]] = {
+    "500": (_answer(500, b'{"error": "InternalServerError", "message": "An unexpected error occurred."}'),
+            "HTTP 500: An unexpected error occurred."),
+    "404": (_answer(404, b"<html>not here</html>", b"text/html"), "HTTP 404: <html>not here</html>"),
+    "not-json": (_answer(200, b"voices: magnus"), "not JSON"),
+    "no-list": (_answer(200, b'{"voices": {"magnus": {}}}'), 'no "voices" list'),
+    "empty": (_answer(200, b'{"voices": []}'), "lists no voices"),
+    "timeout": (_hang, "no answer within"),
+    "cut": (_cut, "network error"),
+}  # fmt: skip
+
+
+@contextlib.contextmanager
+def broken_catalog_server(kind: str) -> Iterator[tuple[LocalServer, str]]:
+    """A real local server whose voices route gives one broken answer (``BROKEN_CATALOGS[kind]``; the
+    other routes are real), and what the runner should say of it."""
+    from tests.conftest import TEST_SERVER_DEFAULTS
+
+    answer, said = BROKEN_CATALOGS[kind]
+    server = LocalServer(ServerConfig(**TEST_SERVER_DEFAULTS))
+    app = server.app
+
+    async def routed(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == VOICES_PATH:
+            await answer(scope, receive, send)
+        else:
+            await app(scope, receive, send)
+
+    server.app = routed  # type: ignore[assignment]
+    with server:
+        yield server, said

@@ -27,7 +27,7 @@ import orjson
 import pybase64
 
 from batchtts import __version__
-from batchtts.api.request import LIVE_PATH, TtsRequest
+from batchtts.api.request import LIVE_PATH, VOICES_PATH, TtsRequest
 from batchtts.api.sse import SseDecoder
 from batchtts.errors import (
     AttemptError,
@@ -38,6 +38,7 @@ from batchtts.errors import (
     ServerError,
     StreamIncomplete,
     UsageLimitReached,
+    VoiceCatalogUnavailable,
 )
 
 _MAX_ERROR_BODY = 4096
@@ -46,6 +47,8 @@ _DRAIN_SECONDS = 1.0
 _DRAIN_LIMIT = 1 << 16
 #: Connections per httpx pool (see WavesClient).
 POOL_CONNECTIONS = 16
+#: Longest wait for the voice catalog, seconds: past it, the job goes on without the voice check.
+VOICES_TIMEOUT = 15.0
 #: Request header asking for the content to be deleted after 7 days (Enterprise), and the answer's verdict.
 EXPIRE_CONTENT_HEADER = "x-expire-content"
 CONTENT_EXPIRY_HEADER = "x-content-expiry"
@@ -131,6 +134,39 @@ class WavesClient:
     async def aclose(self) -> None:
         for pool in self._pools:
             await pool.aclose()
+
+    async def fetch_voices(self, *, timeout: float = VOICES_TIMEOUT) -> frozenset[str]:
+        """The account's voice catalog, ``GET /waves/v1/lightning-v3.1/get_voices``: the set of ``voiceId``.
+
+        The answer is ``{"voices": [{"voiceId", "displayName", "tags": {...}}, ...]}``.
+        Any failure (network, timeout, a non-200, a body of another shape, an
+        empty catalog) raises :class:`~batchtts.errors.VoiceCatalogUnavailable`
+        saying what went wrong; the caller goes on without the check. The
+        connection it used goes back to the pool, for the first row.
+        """
+        pool = self._pools[self._least_busy()]
+        headers = {"Authorization": self._auth, "Accept": "application/json"}
+        try:
+            with anyio.fail_after(timeout):
+                response = await pool.get(self._base_url + VOICES_PATH, headers=headers)
+        except TimeoutError:
+            raise VoiceCatalogUnavailable(f"no answer within {timeout:g} s") from None
+        except httpx.HTTPError as exc:
+            raise VoiceCatalogUnavailable(f"network error ({type(exc).__name__})") from None
+        if response.status_code != 200:
+            said = error_body_message(response.content[:_MAX_ERROR_BODY])
+            raise VoiceCatalogUnavailable(f"HTTP {response.status_code}: {said}")
+        try:
+            payload = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise VoiceCatalogUnavailable("the answer is not JSON") from None
+        voices = payload.get("voices") if isinstance(payload, dict) else None
+        if not isinstance(voices, list):
+            raise VoiceCatalogUnavailable('the answer has no "voices" list')
+        ids = frozenset(v["voiceId"] for v in voices if isinstance(v, dict) and isinstance(v.get("voiceId"), str))
+        if not ids:
+            raise VoiceCatalogUnavailable("the catalog lists no voices")
+        return ids
 
     def _least_busy(self) -> int:
         busy = self._busy

@@ -20,6 +20,8 @@ from typing import Any
 
 #: The streaming (SSE) synthesis route, relative to the base URL: the client posts here, the local server serves it.
 LIVE_PATH = "/waves/v1/tts/live"
+#: The voice catalog route (standard and Pro voices): the runner asks it once before the first request.
+VOICES_PATH = "/waves/v1/lightning-v3.1/get_voices"
 MODELS: tuple[str, ...] = ("lightning_v3.1", "lightning_v3.1_pro")
 SAMPLE_RATES: tuple[int, ...] = (8000, 16000, 24000, 44100)
 #: The 31 documented language codes: 10 Indic, then the rest (``lightning_v3.1`` speaks 20 of them, the Pro

@@ -142,8 +142,8 @@ def request_default_options(func: F) -> F:
     )
 
 
-def request_header_options(func: F) -> F:
-    """What ``batchtts run`` asks of the API beyond the request body: the content-expiry header."""
+def run_api_options(func: F) -> F:
+    """What ``batchtts run`` asks of the API beyond each request's body: content expiry, the voice check."""
     return _apply(
         [
             click.option(
@@ -152,6 +152,13 @@ def request_header_options(func: F) -> F:
                 default=False,
                 help="Send 'x-expire-content: true': the API deletes the content after 7 days (Enterprise); "
                 "the answer's verdict goes into the results (content_expiry).",
+            ),
+            click.option(
+                "--voice-check/--no-voice-check",
+                default=True,
+                show_default=True,
+                help="Before the first request, read the account's voice catalog once and fail the rows whose "
+                "voice is not in it, with no request (if it cannot be read: a warning, no check).",
             ),
         ],
         func,

@@ -18,7 +18,7 @@ from batchtts.cli.options import (
     parse_rate_option,
     request_default_options,
     request_defaults_from,
-    request_header_options,
+    run_api_options,
 )
 from batchtts.cli.shape_options import shape_from, shape_options
 from batchtts.server.engines import ENGINES
@@ -81,7 +81,7 @@ def _count_in_background(manifest: Any, progress: Any, per_row: int = 1) -> None
 )
 @manifest_options
 @request_default_options
-@request_header_options
+@run_api_options
 @click.option(
     "--file-format", type=click.Choice(FILE_FORMATS), default="wav", show_default=True, help="How PCM audio is stored."
 )
@@ -250,7 +250,7 @@ def run(
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     text_column, id_column = options.pop("text_column"), options.pop("id_column")
-    expire_content = options.pop("expire_content")
+    expire_content, voice_check = options.pop("expire_content"), options.pop("voice_check")
     defaults = request_defaults_from(options)
     shape = shape_from(options, defaults=defaults, file_format=file_format)
     spec = JobSpec(
@@ -273,6 +273,7 @@ def run(
         max_characters=max_characters,
         limit=limit,
         expire_content=expire_content,
+        voice_check=voice_check,
         base_url=base_url,
         idle_timeout=timeout,
         connect_timeout=connect_timeout,

@@ -70,6 +70,7 @@ class Runner:
         progress: ProgressReporter,
         *,
         redact: Callable[[str], str] = lambda text: text,
+        voices: frozenset[str] | None = None,
     ) -> None:
         self.spec = spec
         self.manifest = manifest
@@ -105,6 +106,7 @@ class Runner:
             recorder=self._recorder,
             stops=self._stops,
             redact=redact,
+            voices=voices,
         )
         self._earlier = EarlierRuns(spec.state_dir, spec.out_dir.resolve(), force=spec.force,
                                     retry_failed=spec.retry_failed)  # fmt: skip
@@ -190,7 +192,9 @@ class Runner:
                 if item.problem is not None:
                     self._assembly.record_bad(item, item.problem)
                 elif self._reuse.reuse(item):
-                    pass
+                    pass  # an earlier result stands (its voice may have left the catalog since: the file is there)
+                elif (unknown := self._assembly.unknown_voice(item)) is not None:
+                    self._assembly.record_bad(item, unknown)
                 elif stops.stopping or workers_gone:
                     recorder.record_pending(item)
                 else:

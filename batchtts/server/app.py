@@ -40,7 +40,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from batchtts.api.request import LIVE_PATH, InvalidRequest, TtsRequest, is_valid_id, parse_request
+from batchtts.api.request import LIVE_PATH, VOICES_PATH, InvalidRequest, TtsRequest, is_valid_id, parse_request
 from batchtts.server.audio import BYTES_PER_SAMPLE, MEDIA_TYPES, encode_view
 from batchtts.server.config import ServerConfig
 from batchtts.server.engines import Engine, get_engine
@@ -57,7 +57,6 @@ from batchtts.server.stats import ServerStats
 from batchtts.server.voices import CATALOG
 
 SYNC_PATH = "/waves/v1/tts"
-VOICES_PATH = "/waves/v1/lightning-v3.1/get_voices"
 STATS_PATH = "/_batchtts/stats"
 _ROUTE_NAMES = {LIVE_PATH: "live", SYNC_PATH: "sync", VOICES_PATH: "voices"}
 
