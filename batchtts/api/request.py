@@ -37,6 +37,9 @@ OUTPUT_FORMATS: tuple[str, ...] = ("pcm", "wav", "mp3", "ulaw", "alaw")
 SPEED_MIN, SPEED_MAX = 0.5, 2.0
 ID_MAX_LENGTH = 128
 ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
+#: The model card's recommended longest text per request, in characters (about 140 is optimal); the API
+#: documents no hard maximum. ``validate`` counts longer rows and ``run`` suggests ``--max-chars`` once.
+RECOMMENDED_MAX_CHARS = 250
 
 DEFAULT_VOICE = "magnus"
 DEFAULT_MODEL = "lightning_v3.1"
