@@ -31,6 +31,13 @@ from batchtts.units import Rate, parse_rate
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+
+class OneLineError(click.ClickException):
+    """A problem a person fixes (a missing extra, a broken install): one ``Error: ...`` line, exit 2."""
+
+    exit_code = 2
+
+
 #: Click parameter name -> request field, for the request-default options.
 REQUEST_OPTION_FIELDS: dict[str, str] = {
     "voice_id": "voice_id",

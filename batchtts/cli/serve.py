@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from batchtts.cli.options import parse_rate_option
+from batchtts.cli.options import OneLineError, parse_rate_option
 from batchtts.server.config import CONTENT_EXPIRY_VERDICTS, DEFAULT_HOST, DEFAULT_PORT, FAULT_KINDS, SSE_STYLES
 from batchtts.server.engines import ENGINES
 from batchtts.units import Rate
@@ -157,8 +157,11 @@ def serve(
       batchtts serve --port 8765 --rate 10/s --concurrency 4 --fault 503:0.05 --seed 1
     """
     from batchtts.server.config import ServerConfig
-    from batchtts.server.running import serve_forever
 
+    try:
+        from batchtts.server.running import serve_forever
+    except ImportError as exc:  # a broken install: starlette and uvicorn come with batchtts
+        raise OneLineError(f"the local server cannot start: {exc}; reinstall batchtts (pip install batchtts)") from None
     if {"cr", "crlf"} <= set(sse_style):
         raise click.BadParameter("cr and crlf are exclusive", param_hint="'--sse-style'")
     if api_key is not None and not api_key.strip():
@@ -189,10 +192,12 @@ def serve(
 
     try:
         speech_engine = get_engine(engine)
-    except ValueError as exc:  # e.g. --engine espeak without the speech extra
-        raise click.BadParameter(str(exc), param_hint="'--engine'") from None
+    except ValueError as exc:  # --engine espeak without the speech extra
+        raise OneLineError(f"--engine {engine}: {exc}") from None
     try:
         serve_forever(config, announce=click.echo, engine=speech_engine)
+    except ImportError as exc:
+        raise OneLineError(f"the local server cannot start: {exc}; reinstall batchtts (pip install batchtts)") from None
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     except KeyboardInterrupt:

@@ -153,10 +153,16 @@ async def _endpoint(
         assert key is not None
         yield base_url, key
         return
-    from batchtts.server.config import ServerConfig
-    from batchtts.server.running import LocalServer
+    try:
+        from batchtts.server.config import ServerConfig
+        from batchtts.server.running import LocalServer
 
-    with LocalServer(ServerConfig(engine=engine)) as server:
+        server = LocalServer(ServerConfig(engine=engine))
+    except ImportError as exc:  # a broken install: starlette and uvicorn come with batchtts
+        raise UsageError(f"the local server cannot start: {exc}; reinstall batchtts (pip install batchtts)") from None
+    except ValueError as exc:  # --engine espeak without the speech extra
+        raise UsageError(f"the local server cannot start: {exc}") from None
+    with server:
         if announce is not None:
             announce(
                 "local_server",
