@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from batchtts.api.request import MODELS
 from batchtts.cli.options import OneLineError, parse_rate_option
 from batchtts.server.config import CONTENT_EXPIRY_VERDICTS, DEFAULT_HOST, DEFAULT_PORT, FAULT_KINDS, SSE_STYLES
 from batchtts.server.engines import ENGINES
@@ -131,6 +132,13 @@ def _faults(ctx: click.Context, param: click.Parameter, values: tuple[str, ...])
     metavar="KEY",
     help="Answer 403 to this bearer token, as to a key of another workspace or product; repeatable.",
 )
+@click.option(
+    "--plan-gated-model",
+    "plan_gated_models",
+    multiple=True,
+    type=click.Choice(MODELS),
+    help='Answer requests for this model with the plan-gated 400 ({"status": false, "errors": [...]}); repeatable.',
+)
 def serve(
     host: str,
     port: int,
@@ -149,6 +157,7 @@ def serve(
     quota_requests: int | None,
     quota_characters: int | None,
     forbidden_keys: tuple[str, ...],
+    plan_gated_models: tuple[str, ...],
 ) -> None:
     """Serve the Waves TTS API locally: same routes, no network, no credits.
 
@@ -183,6 +192,7 @@ def serve(
             quota_requests=quota_requests,
             quota_characters=quota_characters,
             forbidden_keys=frozenset(forbidden_keys),
+            plan_gated_models=frozenset(plan_gated_models),
             host=host,
             port=port,
         )

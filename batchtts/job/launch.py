@@ -95,10 +95,10 @@ class Job:
         key = None if local else resolve_key(api_key)
         progress = progress or ProgressReporter(self.total_results)
         async with _endpoint(self.spec.base_url, key, local, engine, announce) as (url, secret):
-            client = WavesClient(url, ApiKey(secret), idle_timeout=self.spec.idle_timeout,
+            client = WavesClient(url, ApiKey(secret), expire_content=self.spec.expire_content,
+                                 idle_timeout=self.spec.idle_timeout,
                                  connect_timeout=self.spec.connect_timeout,
-                                 max_connections=self.spec.concurrency,
-                                 expire_content=self.spec.expire_content)  # fmt: skip
+                                 max_connections=self.spec.concurrency)  # fmt: skip
             try:
                 progress.start()
                 voices = await voice_catalog(client, redactor(secret)) if self.spec.voice_check else None

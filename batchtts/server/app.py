@@ -10,7 +10,8 @@
 - ``GET /_batchtts/stats`` (``DELETE`` resets): counters for tests and benchmarks.
 
 A synthesis request goes: auth (401; a key of another workspace: 403) -> JSON
-body and schema (400, a Zod-style list of issues as the live API answers) ->
+body and schema (400, a Zod-style list of issues as the live API answers; a
+model the plan lacks: the plan-gated 400) ->
 account limits (429) -> usage quota per key (403) -> fault draw -> synthesis in
 a worker thread -> response. The
 engine never runs on the event loop, so one long text cannot stall other streams.
@@ -231,6 +232,9 @@ class WavesService:
             tts = parse_request(body, voices=CATALOG)
         except InvalidRequest as exc:
             return validation_response([exc.issue()], echo)
+        if tts.model in self.config.plan_gated_models:
+            message = f"{tts.model} is not available on your current plan, please upgrade to a higher plan"
+            return JSONResponse({"status": False, "errors": [message]}, status_code=400, headers=echo)
 
         if self.config.admission_delay:
             # A queue before the limiter: the window counts the request later than it came.

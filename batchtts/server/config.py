@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from batchtts.api.request import MODELS
 from batchtts.server.engines import ENGINES
 from batchtts.units import Rate
 
@@ -63,6 +64,9 @@ class ServerConfig:
     quota_characters: int | None = None
     #: Bearer tokens answered 403 as keys of another workspace or product (kept out of repr()).
     forbidden_keys: frozenset[str] = field(default=frozenset(), repr=False)
+    #: Models the account's plan lacks: a request for one gets the plan-gated 400,
+    #: ``{"status": false, "errors": ["... please upgrade to a higher plan"]}``.
+    plan_gated_models: frozenset[str] = frozenset()
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
 
@@ -96,6 +100,9 @@ class ServerConfig:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"{name}: {value} must not be negative")
+        unknown_models = sorted(set(self.plan_gated_models) - set(MODELS))
+        if unknown_models:
+            raise ValueError(f"plan_gated_models: unknown {', '.join(unknown_models)}; choose from {', '.join(MODELS)}")
         if any(not key.strip() for key in self.forbidden_keys):
             raise ValueError("forbidden_keys: a key must not be empty")
         if self.content_expiry not in CONTENT_EXPIRY_VERDICTS:
@@ -108,6 +115,7 @@ class ServerConfig:
         object.__setattr__(self, "faults", dict(self.faults))
         object.__setattr__(self, "sse_style", style)
         object.__setattr__(self, "forbidden_keys", frozenset(self.forbidden_keys))
+        object.__setattr__(self, "plan_gated_models", frozenset(self.plan_gated_models))
 
     def describe_limits(self) -> str:
         """Limits, faults and layout in one human line (never the key)."""
@@ -139,4 +147,6 @@ class ServerConfig:
             parts.append(f"quota: {' and '.join(quotas)} per key")
         if self.forbidden_keys:
             parts.append(f"forbidden keys: {len(self.forbidden_keys)}")
+        if self.plan_gated_models:
+            parts.append(f"not on the plan: {', '.join(sorted(self.plan_gated_models))}")
         return "; ".join(parts)

@@ -78,3 +78,16 @@ def test_a_server_400_becomes_the_rows_sentence(tmp_path, local_server):
     assert record["http_status"] == 400
     assert record["error"].startswith("HTTP 400: voice_id: unknown voice 'nobody' (known: arjun, emily, ")
     assert "{" not in record["error"] and "[" not in record["error"]
+
+
+def test_a_plan_gated_400_becomes_the_rows_sentence(tmp_path, local_server):
+    server = local_server(plan_gated_models=frozenset({"lightning_v3.1_pro"}))
+    rows = [{"id": "pro", "text": "Pro voice.", "model": "lightning_v3.1_pro"}, {"id": "std", "text": "Standard."}]
+    job = run_job(write_csv(tmp_path / "m.csv", rows), tmp_path / "out", server.base_url)
+    assert job.exit_code == 1, job.output
+    pro, std = job.by_id()["pro"], job.by_id()["std"]
+    assert (pro["status"], pro["http_status"], pro["attempts"]) == ("failed", 400, 1)  # a 400 is not retried
+    assert pro["error"] == (
+        "HTTP 400: lightning_v3.1_pro is not available on your current plan, please upgrade to a higher plan"
+    )
+    assert std["status"] == "ok"

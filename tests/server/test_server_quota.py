@@ -1,4 +1,5 @@
-"""The local server's 403s: a per-key usage quota, and keys of another workspace or product."""
+"""What a plan or an account refuses: a per-key usage quota and keys of another workspace (403), models
+the plan lacks (the plan-gated 400)."""
 
 from __future__ import annotations
 
@@ -57,3 +58,15 @@ def test_quota_settings_are_checked_and_the_keys_never_shown():
     line = config.describe_limits()
     assert "quota: 5 requests and 900 characters per key" in line and "forbidden keys: 1" in line
     assert "sk-secret-1" not in line and "sk-secret-1" not in repr(config)
+
+
+def test_a_model_the_plan_lacks_gets_the_plan_gated_400(local_server):
+    server = local_server(plan_gated_models=frozenset({"lightning_v3.1_pro"}))
+    gated = httpx.post(server.base_url + LIVE, json={**BODY, "model": "lightning_v3.1_pro"}, headers=AUTH)
+    assert gated.status_code == 400
+    payload = gated.json()
+    assert payload["status"] is False and len(payload["errors"]) == 1
+    assert "please upgrade to a higher plan" in payload["errors"][0]
+    assert httpx.post(server.base_url + LIVE, json=BODY, headers=AUTH).status_code == 200
+    with pytest.raises(ValueError, match="plan_gated_models"):
+        ServerConfig(plan_gated_models=frozenset({"lightning_v9"}))
