@@ -2,7 +2,7 @@
 
 The runner decides what to do with a failure by its class alone: a
 :class:`TransientError` is retried, a :class:`RequestRejected` fails its row,
-an :class:`AuthRejected` stops the whole job, a :class:`ManifestError` stops it
+an :class:`AccessDenied` (a refused key, a usage limit reached) stops the whole job, a :class:`ManifestError` stops it
 before any request, a :class:`StorageError` fails its row (the file could not be written).
 """
 
@@ -35,12 +35,14 @@ class AttemptError(BatchTTSError):
         http_status: int | None = None,
         retry_after: float | None = None,
         server_request_id: str | None = None,
+        server_session_id: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.http_status = http_status
         self.retry_after = retry_after
         self.server_request_id = server_request_id
+        self.server_session_id = server_session_id
 
 
 class TransientError(AttemptError):
@@ -67,8 +69,21 @@ class RequestRejected(AttemptError):
     """A 4xx other than 401/403/408/409/429: the row itself is wrong; never retried."""
 
 
-class AuthRejected(AttemptError):
-    """401/403: the key was refused; the job stops at once (exit 3)."""
+class AccessDenied(AttemptError):
+    """401/403: the API will not serve this key now; the job stops at once (exit 3), nothing more is sent."""
+
+
+class AuthRejected(AccessDenied):
+    """401, or a 403 for a key of another workspace or product: the key was refused."""
+
+
+class UsageLimitReached(AccessDenied):
+    """403 "trial or workspace usage limit reached": the key is fine, the account may not do more now."""
+
+
+class VoiceCatalogUnavailable(BatchTTSError):
+    """The voice catalog could not be read (any error, a non-200, a body not shaped like the catalog):
+    the job goes on without checking voices before the first request."""
 
 
 class StorageError(AttemptError):

@@ -40,7 +40,7 @@ EXIT_MEANINGS: dict[ExitStatus, str] = {
     ExitStatus.OK: "every row ok",
     ExitStatus.ROWS_FAILED: "some rows failed",
     ExitStatus.USAGE: "bad usage, unreadable manifest, no API key, or the folder is in use by another run",
-    ExitStatus.AUTH: "the API rejected the key; the job stopped",
+    ExitStatus.AUTH: "the API refused the key, or the account's usage limit is reached (401/403); the job stopped",
     ExitStatus.STOPPED_BY_LIMIT: "stopped early by --deadline, --max-characters or --limit; pending rows remain",
     ExitStatus.SIGINT: "interrupted by SIGINT",
     ExitStatus.SIGTERM: "interrupted by SIGTERM",
@@ -59,6 +59,7 @@ class StopReason(StrEnum):
     """Why a run stopped before going over the whole manifest (``stop_reason`` in summary.json)."""
 
     AUTH = "auth"
+    QUOTA = "quota"
     INTERRUPTED = "interrupted"
     DEADLINE = "deadline"
     BUDGET = "budget"
@@ -81,7 +82,13 @@ class StopReason(StrEnum):
 _STOPS: dict[StopReason, tuple[ExitStatus, str]] = {
     StopReason.AUTH: (
         ExitStatus.AUTH,
-        "the API rejected the key: check SMALLEST_API_KEY or --api-key-file, then rerun",
+        "the API rejected the key (a wrong key, or one of another workspace or product): "
+        "check SMALLEST_API_KEY or --api-key-file, then rerun",
+    ),
+    StopReason.QUOTA: (
+        ExitStatus.AUTH,
+        "the account's trial or workspace usage limit is reached: raise it (or wait until it resets), "
+        "then rerun the same command to do the pending rows",
     ),
     StopReason.INTERRUPTED: (ExitStatus.SIGINT, "rerun the same command to finish the remaining rows"),
     StopReason.DEADLINE: (ExitStatus.STOPPED_BY_LIMIT, "rerun the same command to do the pending rows"),

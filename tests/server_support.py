@@ -42,7 +42,8 @@ class LiveResult:
 
     @property
     def done(self) -> bool:
-        return bool(self.events) and self.events[-1].event == "message" and self.events[-1].json() == {"done": True}
+        """The stream ended with the done frame: no ``event:`` line, ``"done": true``."""
+        return bool(self.events) and self.events[-1].event == "message" and self.events[-1].json().get("done") is True
 
 
 def live(base_url: str, body: dict[str, Any] | None = None, headers: dict[str, str] | None = None) -> LiveResult:
@@ -82,3 +83,13 @@ def tts_error(response: httpx.Response) -> dict[str, Any]:
     assert set(payload) == {"error", "message"}, payload
     assert isinstance(payload["error"], str) and isinstance(payload["message"], str)
     return payload
+
+
+def validation_issues(response: httpx.Response) -> list[dict[str, Any]]:
+    """The Zod-style issues of a 400 (asserting the live API's list shape)."""
+    payload = json.loads(response.content)
+    assert set(payload) == {"error"} and isinstance(payload["error"], list) and payload["error"], payload
+    for issue in payload["error"]:
+        assert {"code", "path", "message"} <= set(issue), issue
+        assert isinstance(issue["path"], list) and isinstance(issue["message"], str)
+    return payload["error"]

@@ -3,7 +3,9 @@
 The client promises nothing the API page does not: frames and lines may be
 split across reads (:mod:`batchtts.api.sse` reassembles them as the HTML standard says),
 chunks may split a sample (the sink carries odd bytes), and an attempt counts
-as a success only when ``{"done": true}`` arrives. Every other ending raises an
+as a success only when a frame with ``"done": true`` arrives (every frame
+carries ``done``, false on the audio chunks: the end is its value, not its
+presence; ``status`` is informational). Every other ending raises an
 :class:`~batchtts.errors.AttemptError` subclass that says whether to retry.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import binascii
 import email.utils
 import json
+import re
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,7 +28,7 @@ import orjson
 import pybase64
 
 from batchtts import __version__
-from batchtts.api.request import LIVE_PATH, TtsRequest
+from batchtts.api.request import LIVE_PATH, VOICES_PATH, TtsRequest
 from batchtts.api.sse import SseDecoder
 from batchtts.errors import (
     AttemptError,
@@ -35,6 +38,8 @@ from batchtts.errors import (
     RequestRejected,
     ServerError,
     StreamIncomplete,
+    UsageLimitReached,
+    VoiceCatalogUnavailable,
 )
 
 _MAX_ERROR_BODY = 4096
@@ -43,6 +48,11 @@ _DRAIN_SECONDS = 1.0
 _DRAIN_LIMIT = 1 << 16
 #: Connections per httpx pool (see WavesClient).
 POOL_CONNECTIONS = 16
+#: Longest wait for the voice catalog, seconds: past it, the job goes on without the voice check.
+VOICES_TIMEOUT = 15.0
+#: Request header asking for the content to be deleted after 7 days (Enterprise), and the answer's verdict.
+EXPIRE_CONTENT_HEADER = "x-expire-content"
+CONTENT_EXPIRY_HEADER = "x-content-expiry"
 
 
 class ChunkWriter(Protocol):
@@ -58,6 +68,10 @@ class AttemptOutcome:
     ttfb_ms: float | None
     total_ms: float
     audio_bytes: int
+    #: The answer's ``X-Session-Id`` (the server's session UUID).
+    server_session_id: str | None = None
+    #: The answer's ``x-content-expiry`` (``applied``, ``not-entitled``, ``unavailable``) when it sent one.
+    content_expiry: str | None = None
 
 
 def describe_network_error(exc: httpx.TransportError, url: str) -> str:
@@ -122,9 +136,13 @@ class WavesClient:
         idle_timeout: float = 30.0,
         connect_timeout: float = 10.0,
         max_connections: int = 100,
+        expire_content: bool = False,
     ) -> None:
-        self._url = base_url.rstrip("/") + LIVE_PATH
+        self._base_url = base_url.rstrip("/")
+        self._url = self._base_url + LIVE_PATH
         self._auth = f"Bearer {api_key.reveal()}"
+        #: Ask for the content to be deleted after 7 days (``x-expire-content: true``, Enterprise).
+        self._expire_content = expire_content
         pools = max(1, -(-max_connections // POOL_CONNECTIONS))
         per_pool = -(-max_connections // pools)
         # One TLS context for all pools: each httpx client would otherwise load the
@@ -144,6 +162,39 @@ class WavesClient:
     async def aclose(self) -> None:
         for pool in self._pools:
             await pool.aclose()
+
+    async def fetch_voices(self, *, timeout: float = VOICES_TIMEOUT) -> frozenset[str]:
+        """The account's voice catalog, ``GET /waves/v1/lightning-v3.1/get_voices``: the set of ``voiceId``.
+
+        The answer is ``{"voices": [{"voiceId", "displayName", "tags": {...}}, ...]}``.
+        Any failure (network, timeout, a non-200, a body of another shape, an
+        empty catalog) raises :class:`~batchtts.errors.VoiceCatalogUnavailable`
+        saying what went wrong; the caller goes on without the check. The
+        connection it used goes back to the pool, for the first row.
+        """
+        pool = self._pools[self._least_busy()]
+        headers = {"Authorization": self._auth, "Accept": "application/json"}
+        try:
+            with anyio.fail_after(timeout):
+                response = await pool.get(self._base_url + VOICES_PATH, headers=headers)
+        except TimeoutError:
+            raise VoiceCatalogUnavailable(f"no answer within {timeout:g} s") from None
+        except httpx.HTTPError as exc:
+            raise VoiceCatalogUnavailable(f"network error ({type(exc).__name__})") from None
+        if response.status_code != 200:
+            said = error_body_message(response.content[:_MAX_ERROR_BODY])
+            raise VoiceCatalogUnavailable(f"HTTP {response.status_code}: {said}")
+        try:
+            payload = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise VoiceCatalogUnavailable("the answer is not JSON") from None
+        voices = payload.get("voices") if isinstance(payload, dict) else None
+        if not isinstance(voices, list):
+            raise VoiceCatalogUnavailable('the answer has no "voices" list')
+        ids = frozenset(v["voiceId"] for v in voices if isinstance(v, dict) and isinstance(v.get("voiceId"), str))
+        if not ids:
+            raise VoiceCatalogUnavailable("the catalog lists no voices")
+        return ids
 
     def _least_busy(self) -> int:
         busy = self._busy
@@ -168,8 +219,11 @@ class WavesClient:
             "Accept": "text/event-stream",
             "Cache-Control": "no-store",
         }
+        if self._expire_content:
+            headers[EXPIRE_CONTENT_HEADER] = "true"
         pool = self._least_busy()
         self._busy[pool] += 1
+        server_session_id: str | None = None
         try:
             async with self._pools[pool].stream(
                 "POST",
@@ -179,11 +233,15 @@ class WavesClient:
                 extensions={"trace": _send_tracer(start)} if start is not None else None,
             ) as response:
                 server_request_id = response.headers.get("x-request-id")
+                server_session_id = response.headers.get("x-session-id") or None
+                content_expiry = response.headers.get(CONTENT_EXPIRY_HEADER) or None
                 if response.status_code != 200:
                     body = await _read_bounded(response)
                     raise classify_http_error(response, body, server_request_id)
                 ttfb_ms, audio_bytes, done_at = await _consume_stream(response, sink, started, clock, server_request_id)
-        except AttemptError:
+        except AttemptError as exc:
+            if exc.server_session_id is None:
+                exc.server_session_id = server_session_id
             raise
         except httpx.RemoteProtocolError:
             raise StreamIncomplete("connection cut mid-stream") from None
@@ -197,6 +255,8 @@ class WavesClient:
             ttfb_ms=ttfb_ms,
             total_ms=(done_at - started) * 1000.0,
             audio_bytes=audio_bytes,
+            server_session_id=server_session_id,
+            content_expiry=content_expiry,
         )
 
 
@@ -249,7 +309,7 @@ async def _consume_stream(
     async for data in body:
         for event in decoder.feed(data):
             if event.event == "error":
-                raise incomplete(f"error event: {_error_message(event.data)}")
+                raise incomplete(f"error event: {error_body_message(event.data)}")
             if not event.data:
                 continue  # e.g. an event field with no data: nothing to decode
             try:
@@ -258,24 +318,27 @@ async def _consume_stream(
                 raise incomplete("undecodable frame: data is not JSON") from None
             if not isinstance(payload, dict):
                 raise incomplete("undecodable frame: data is not a JSON object")
+            audio = payload.get("audio")
+            if audio is not None:
+                if not isinstance(audio, str):
+                    raise incomplete("undecodable frame: audio is not a string")
+                try:
+                    chunk = pybase64.b64decode(audio, validate=True)
+                except (binascii.Error, ValueError):
+                    raise incomplete("undecodable frame: audio is not valid base64") from None
+                if chunk:
+                    if ttfb_ms is None:
+                        ttfb_ms = (clock() - started) * 1000.0
+                    sink.write(chunk)
+                    audio_bytes += len(chunk)
+            # The end is "done": true (every frame carries "done"; false on the chunks). "status"
+            # ("206", "200") is informational, except the older routes' error frame.
             if payload.get("done") is True:
                 done_at = clock()
                 await _finish_body(body)
                 return ttfb_ms, audio_bytes, done_at
-            audio = payload.get("audio")
-            if audio is None:
-                continue  # a frame of another kind; nothing promised about it
-            if not isinstance(audio, str):
-                raise incomplete("undecodable frame: audio is not a string")
-            try:
-                chunk = pybase64.b64decode(audio, validate=True)
-            except (binascii.Error, ValueError):
-                raise incomplete("undecodable frame: audio is not valid base64") from None
-            if chunk:
-                if ttfb_ms is None:
-                    ttfb_ms = (clock() - started) * 1000.0
-                sink.write(chunk)
-                audio_bytes += len(chunk)
+            if audio is None and payload.get("status") == "error":
+                raise incomplete(f"error frame: {error_body_message(event.data)}")
     raise incomplete("stream ended without the done frame")
 
 
@@ -308,19 +371,66 @@ async def _read_bounded(response: httpx.Response) -> bytes:
     return body[:_MAX_ERROR_BODY]
 
 
-def _error_message(data: str | bytes) -> str:
-    """The API's TtsError message when the body is one, else a short excerpt."""
+def error_body_message(data: str | bytes) -> str:
+    """An API error body as a sentence, never a JSON dump.
+
+    The shapes the API answers with (``waves-api-2026.md``):
+
+    - ``{"error": "InvalidRequest", "message": "The 'text' field is required."}``: the message;
+    - a Zod-style list, ``{"error": [{"code": ..., "path": ["voice_id"], "message": "Invalid Voice ID"}, ...]}``:
+      ``voice_id: Invalid Voice ID``, several issues joined with ``; ``;
+    - plan-gated, ``{"status": false, "errors": ["... please upgrade ..."]}``: the errors, joined;
+    - ``{"status": "error", "message": ...}`` (older routes' frames): the message.
+
+    Anything else: a short excerpt of the body as text.
+    """
     text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
     try:
         payload = json.loads(text)
     except ValueError:
         payload = None
     if isinstance(payload, dict):
-        message = payload.get("message") or payload.get("error")
-        if message:
-            return str(message)
+        said = _said(payload)
+        if said:
+            return said
     excerpt = " ".join(text.split())[:200]
     return excerpt or "no message"
+
+
+_MAX_ISSUES = 5
+
+
+def _said(payload: dict[str, object]) -> str | None:
+    """The human part of a JSON error object, or None when it has none we know."""
+    error, message, errors = payload.get("error"), payload.get("message"), payload.get("errors")
+    if isinstance(error, list) and error:
+        issues = [_issue(item) for item in error[:_MAX_ISSUES]]
+        more = f"; and {len(error) - _MAX_ISSUES} more" if len(error) > _MAX_ISSUES else ""
+        return "; ".join(issue for issue in issues if issue) + more or None
+    if isinstance(errors, list) and errors:
+        return "; ".join(_one_line(item) for item in errors[:_MAX_ISSUES] if item is not None) or None
+    if isinstance(message, str) and message.strip():
+        return _one_line(message)
+    if isinstance(error, dict):
+        return _said(error)
+    if isinstance(error, str) and error.strip():
+        return _one_line(error)
+    return None
+
+
+def _issue(item: object) -> str:
+    """One Zod issue: ``path: message`` (a nested path as ``a.0.b``)."""
+    if not isinstance(item, dict):
+        return _one_line(item)
+    path = item.get("path")
+    where = ".".join(str(part) for part in path) if isinstance(path, list) else ""
+    message = item.get("message")
+    what = _one_line(message) if message is not None else str(item.get("code") or "invalid")
+    return f"{where}: {what}" if where else what
+
+
+def _one_line(value: object) -> str:
+    return " ".join(str(value).split())[:300]
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -341,13 +451,30 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
+#: What a 403 body says when the account hit its trial or workspace usage limit (the body is not documented;
+#: the error reference names the case "trial or workspace usage limit reached").
+_USAGE_LIMIT = re.compile(r"usage limit|limit reached|quota|credits?\b", re.IGNORECASE)
+
+
 def classify_http_error(response: httpx.Response, body: bytes, server_request_id: str | None) -> AttemptError:
-    """Map a non-200 answer to the error class that decides what happens next."""
+    """Map a non-200 answer to the error class that decides what happens next.
+
+    A 403 is either the account's usage limit (:class:`UsageLimitReached`, when
+    the body says so) or a key that may not do this, one of another workspace
+    or product (:class:`AuthRejected`); the message says which.
+    """
     status = response.status_code
-    message = f"HTTP {status}: {_error_message(body)}"
+    said = error_body_message(body)
+    message = f"HTTP {status}: {said}"
     retry_after = parse_retry_after(response.headers.get("retry-after"))
     kind: type[AttemptError]
-    if status in (401, 403):
+    if status == 403 and _USAGE_LIMIT.search(said):
+        kind = UsageLimitReached
+        message = f"HTTP 403: the account's usage limit is reached: {said}"
+    elif status == 403:
+        kind = AuthRejected
+        message = f"HTTP 403: the key may not do this (a key of another workspace or product?): {said}"
+    elif status == 401:
         kind = AuthRejected
     elif status == 429:
         kind = RateLimited

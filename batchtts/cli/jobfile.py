@@ -40,8 +40,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 TABLES: dict[str, tuple[str, ...]] = {
     "request": (
         "voice-id", "model", "sample-rate", "speed", "language", "output-format", "pronunciation-dict", "session-id",
+        "number-pronunciation-language", "math-notation", "expire-content",
     ),
-    "api": ("base-url", "api-key-file", "local", "engine", "timeout", "connect-timeout"),
+    "api": ("base-url", "api-key-file", "local", "engine", "timeout", "connect-timeout", "voice-check"),
     "limits": (
         "concurrency", "rate", "adaptive", "max-attempts", "max-rate-limited", "max-backoff", "deadline",
         "max-characters", "limit", "grace",

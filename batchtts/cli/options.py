@@ -32,6 +32,13 @@ from batchtts.units import Rate, parse_rate
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+
+class OneLineError(click.ClickException):
+    """A problem a person fixes (a missing extra, a broken install): one ``Error: ...`` line, exit 2."""
+
+    exit_code = 2
+
+
 #: Click parameter name -> request field, for the request-default options.
 REQUEST_OPTION_FIELDS: dict[str, str] = {
     "voice_id": "voice_id",
@@ -42,6 +49,8 @@ REQUEST_OPTION_FIELDS: dict[str, str] = {
     "output_format": "output_format",
     "pronunciation_dict": "pronunciation_dicts",
     "session_id": "session_id",
+    "number_pronunciation_language": "number_pronunciation_language",
+    "math_notation": "math_notation",
 }
 
 
@@ -164,7 +173,22 @@ def request_default_options(func: F) -> F:
                 help=f"Speech speed, {SPEED_MIN} to {SPEED_MAX}. [API default: {DEFAULT_SPEED}]",
             ),
             click.option(
-                "--language", type=click.Choice(LANGUAGES), help="Language of the text. [API default: not sent]"
+                "--language",
+                type=click.Choice(LANGUAGES),
+                metavar="CODE",
+                help="Language of the text: auto or a language code (en, hi, de, ja, ...). [API default: not sent]",
+            ),
+            click.option(
+                "--number-pronunciation-language",
+                type=click.Choice(LANGUAGES),
+                metavar="CODE",
+                help="Language numbers, currency, times and dates are read in (same codes as --language). "
+                "[API default: not sent]",
+            ),
+            click.option(
+                "--math-notation/--no-math-notation",
+                default=None,
+                help="Read digit-flanked operators (5 x 3) as words. [API default: off; not sent]",
             ),
             click.option(
                 "--output-format",
@@ -182,6 +206,29 @@ def request_default_options(func: F) -> F:
                 callback=_check_session_id,
                 metavar="ID",
                 help=f"Session id sent with every request (1 to {ID_MAX_LENGTH} of A-Z a-z 0-9 . _ -).",
+            ),
+        ],
+        func,
+    )
+
+
+def run_api_options(func: F) -> F:
+    """What ``batchtts run`` asks of the API beyond each request's body: content expiry, the voice check."""
+    return _apply(
+        [
+            click.option(
+                "--expire-content",
+                is_flag=True,
+                default=False,
+                help="Send 'x-expire-content: true': the API deletes the content after 7 days (Enterprise); "
+                "the answer's verdict goes into the results (content_expiry).",
+            ),
+            click.option(
+                "--voice-check/--no-voice-check",
+                default=True,
+                show_default=True,
+                help="Before the first request, read the account's voice catalog once and fail the rows whose "
+                "voice is not in it, with no request (if it cannot be read: a warning, no check).",
             ),
         ],
         func,

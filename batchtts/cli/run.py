@@ -13,7 +13,13 @@ import click
 
 from batchtts.api.endpoint import DEFAULT_BASE_URL, KEY_ENV
 from batchtts.cli.jobfile import job_file_option
-from batchtts.cli.options import manifest_options, parse_rate_option, request_default_options, request_defaults_from
+from batchtts.cli.options import (
+    manifest_options,
+    parse_rate_option,
+    request_default_options,
+    request_defaults_from,
+    run_api_options,
+)
 from batchtts.cli.shape_options import shape_from, shape_options
 from batchtts.server.engines import ENGINES
 from batchtts.storage.names import FILE_FORMATS
@@ -75,6 +81,7 @@ def _count_in_background(manifest: Any, progress: Any, per_row: int = 1) -> None
 )
 @manifest_options
 @request_default_options
+@run_api_options
 @click.option(
     "--results-text",
     is_flag=True,
@@ -266,6 +273,7 @@ def run(
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     text_column, id_column, dialect = options.pop("text_column"), options.pop("id_column"), dialect_from(options)
+    expire_content, voice_check = options.pop("expire_content"), options.pop("voice_check")
     defaults = request_defaults_from(options)
     shape = shape_from(options, defaults=defaults, file_format=file_format)
     spec = JobSpec(
@@ -294,6 +302,8 @@ def run(
         deadline=deadline,
         max_characters=max_characters,
         limit=limit,
+        expire_content=expire_content,
+        voice_check=voice_check,
         base_url=base_url,
         idle_timeout=timeout,
         connect_timeout=connect_timeout,

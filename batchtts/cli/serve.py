@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from batchtts.cli.options import parse_rate_option
-from batchtts.server.config import DEFAULT_HOST, DEFAULT_PORT, FAULT_KINDS, SSE_STYLES
+from batchtts.api.request import MODELS
+from batchtts.cli.options import OneLineError, parse_rate_option
+from batchtts.server.config import CONTENT_EXPIRY_VERDICTS, DEFAULT_HOST, DEFAULT_PORT, FAULT_KINDS, SSE_STYLES
 from batchtts.server.engines import ENGINES
 from batchtts.units import Rate
 
@@ -103,7 +104,40 @@ def _faults(ctx: click.Context, param: click.Parameter, values: tuple[str, ...])
     "sse_style",
     multiple=True,
     type=click.Choice(SSE_STYLES),
-    help="Vary the SSE layout within the standard to test client parsers; repeatable.",
+    help="Vary the SSE layout within the standard to test client parsers (seed: the older frames); repeatable.",
+)
+@click.option(
+    "--content-expiry",
+    type=click.Choice(CONTENT_EXPIRY_VERDICTS),
+    default="applied",
+    show_default=True,
+    help="The x-content-expiry answer to a request that sends x-expire-content: true.",
+)
+@click.option(
+    "--quota-requests",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Per key, over the server's life: answer 403 'usage limit reached' past N synthesis requests.",
+)
+@click.option(
+    "--quota-characters",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Per key, over the server's life: answer 403 'usage limit reached' past N characters of text.",
+)
+@click.option(
+    "--forbidden-key",
+    "forbidden_keys",
+    multiple=True,
+    metavar="KEY",
+    help="Answer 403 to this bearer token, as to a key of another workspace or product; repeatable.",
+)
+@click.option(
+    "--plan-gated-model",
+    "plan_gated_models",
+    multiple=True,
+    type=click.Choice(MODELS),
+    help='Answer requests for this model with the plan-gated 400 ({"status": false, "errors": [...]}); repeatable.',
 )
 def serve(
     host: str,
@@ -119,6 +153,11 @@ def serve(
     faults: dict[str, float],
     seed: int | None,
     sse_style: tuple[str, ...],
+    content_expiry: str,
+    quota_requests: int | None,
+    quota_characters: int | None,
+    forbidden_keys: tuple[str, ...],
+    plan_gated_models: tuple[str, ...],
 ) -> None:
     """Serve the Waves TTS API locally: same routes, no network, no credits.
 
@@ -127,8 +166,11 @@ def serve(
       batchtts serve --port 8765 --rate 10/s --concurrency 4 --fault 503:0.05 --seed 1
     """
     from batchtts.server.config import ServerConfig
-    from batchtts.server.running import serve_forever
 
+    try:
+        from batchtts.server.running import serve_forever
+    except ImportError as exc:  # a broken install: starlette and uvicorn come with batchtts
+        raise OneLineError(f"the local server cannot start: {exc}; reinstall batchtts (pip install batchtts)") from None
     if {"cr", "crlf"} <= set(sse_style):
         raise click.BadParameter("cr and crlf are exclusive", param_hint="'--sse-style'")
     if api_key is not None and not api_key.strip():
@@ -146,6 +188,11 @@ def serve(
             faults=faults,
             seed=seed,
             sse_style=frozenset(sse_style),
+            content_expiry=content_expiry,
+            quota_requests=quota_requests,
+            quota_characters=quota_characters,
+            forbidden_keys=frozenset(forbidden_keys),
+            plan_gated_models=frozenset(plan_gated_models),
             host=host,
             port=port,
         )
@@ -155,10 +202,12 @@ def serve(
 
     try:
         speech_engine = get_engine(engine)
-    except ValueError as exc:  # e.g. --engine espeak without the speech extra
-        raise click.BadParameter(str(exc), param_hint="'--engine'") from None
+    except ValueError as exc:  # --engine espeak without the speech extra
+        raise OneLineError(f"--engine {engine}: {exc}") from None
     try:
         serve_forever(config, announce=click.echo, engine=speech_engine)
+    except ImportError as exc:
+        raise OneLineError(f"the local server cannot start: {exc}; reinstall batchtts (pip install batchtts)") from None
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     except KeyboardInterrupt:

@@ -47,7 +47,8 @@ def validate(
 
     Reports the row count and every row `batchtts run` would refuse (empty text,
     values the API schema rejects, missing or repeated ids) with its row number,
-    id and reason. Takes the same column and request-default options as run.
+    id and reason, and how many rows are longer than the 250 characters the
+    model card recommends. Takes the same column and request-default options as run.
 
     Exit status: 0 every row valid, 1 some rows bad, 2 unreadable manifest,
     missing column or bad option.
@@ -57,7 +58,7 @@ def validate(
       batchtts validate jobs/demo.csv
       batchtts validate jobs/nightly-dataset.csv --text-column sentence --id-column utt_id --voice-id emily
     """
-    from batchtts.api.request import InvalidRequest
+    from batchtts.api.request import RECOMMENDED_MAX_CHARS, InvalidRequest
     from batchtts.errors import ManifestError
     from batchtts.manifest.arrowpool import use_system_allocator
     from batchtts.manifest.planner import RowPlanner
@@ -83,12 +84,13 @@ def validate(
         + f" · overrides: {_names(opened.override_columns)} · carried: {_names(opened.carried_columns)}"
     )
 
-    rows = bad = 0
+    rows = bad = long_rows = 0
     tally: Counter[str] = Counter()
     try:
         for planned in map(planner.plan, opened):
             rows += 1
-            if planned.error is None:
+            if planned.request is not None:
+                long_rows += len(planned.request.text) > RECOMMENDED_MAX_CHARS
                 continue
             bad += 1
             tally[planned.kind or "other"] += 1
@@ -111,6 +113,11 @@ def validate(
         click.echo(
             f"repeated ids: {planner.repeated_ids} id(s) repeated in {planner.duplicate_rows} later row(s);"
             " the first row with each id is kept"
+        )
+    if long_rows:
+        click.echo(
+            f"long texts: {long_rows} valid row(s) longer than {RECOMMENDED_MAX_CHARS} characters, the model card's "
+            f"recommended maximum per request; batchtts run --max-chars {RECOMMENDED_MAX_CHARS} splits them"
         )
     if bad:
         click.echo(f"{rows} rows: {rows - bad} valid, {bad} bad")

@@ -19,7 +19,7 @@ from batchtts.api.client import AttemptOutcome, WavesClient
 from batchtts.api.ids import new_run_token, request_id_for
 from batchtts.api.request import TtsRequest
 from batchtts.audio import AudioSink, GroupCommit, SinkResult
-from batchtts.errors import AttemptError, AuthRejected, RateLimited
+from batchtts.errors import AccessDenied, AttemptError, RateLimited, UsageLimitReached
 from batchtts.job.progress import ProgressReporter
 from batchtts.job.recorder import Recorder
 from batchtts.job.stopping import StopControl
@@ -125,9 +125,10 @@ class Attempts:
             async for attempt in retrying(self._retry):
                 with attempt:
                     finished = await self._attempt(request, key, path, file_format, done)
-        except AuthRejected as exc:
+        except AccessDenied as exc:  # a refused key or a usage limit: nothing more is sent
             done.error = exc
-            self._stops.stop_now(Stop.because(StopReason.AUTH, self._redact(exc.message)))
+            reason = StopReason.QUOTA if isinstance(exc, UsageLimitReached) else StopReason.AUTH
+            self._stops.stop_now(Stop.because(reason, self._redact(exc.message)))
         except AttemptError as exc:
             done.error = exc
         except BaseException:

@@ -17,9 +17,10 @@ results path, no key, a folder in use) or :class:`~batchtts.errors.ManifestError
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import AsyncIterator, Callable
-from typing import TypedDict, Unpack
+from typing import TYPE_CHECKING, TypedDict, Unpack
 
 from batchtts.api.endpoint import KEY_ENV, LOCAL_KEY
 from batchtts.errors import UsageError
@@ -28,6 +29,10 @@ from batchtts.job.spec import JobSpec
 from batchtts.ledger import JobSummary, results_format
 from batchtts.manifest.readers import Manifest, open_manifest
 
+if TYPE_CHECKING:
+    from batchtts.api.client import WavesClient
+
+log = logging.getLogger("batchtts")
 #: Told when the local server is up: (event name, message, fields).
 Announce = Callable[..., None]
 
@@ -91,12 +96,14 @@ class Job:
         key = None if local else resolve_key(api_key)
         progress = progress or ProgressReporter(self.total_results)
         async with _endpoint(self.spec.base_url, key, local, engine, announce) as (url, secret):
-            client = WavesClient(url, ApiKey(secret), idle_timeout=self.spec.idle_timeout,
+            client = WavesClient(url, ApiKey(secret), expire_content=self.spec.expire_content,
+                                 idle_timeout=self.spec.idle_timeout,
                                  connect_timeout=self.spec.connect_timeout,
                                  max_connections=self.spec.concurrency)  # fmt: skip
-            runner = Runner(self.spec, self.manifest, client, progress, redact=redactor(secret))
             try:
                 progress.start()
+                voices = await voice_catalog(client, redactor(secret)) if self.spec.voice_check else None
+                runner = Runner(self.spec, self.manifest, client, progress, redact=redactor(secret), voices=voices)
                 return await runner.run()
             finally:
                 progress.stop()
@@ -118,6 +125,19 @@ def check_outputs(spec: JobSpec) -> None:
 def run_job(spec: JobSpec, **options: Unpack[RunOptions]) -> JobSummary:
     """``Job(spec).run(**options)``: check, run, and return the summary."""
     return Job(spec).run(**options)
+
+
+async def voice_catalog(client: WavesClient, redact: Callable[[str], str]) -> frozenset[str] | None:
+    """The account's voices, asked once before the first request; None (and a warning) when unreadable."""
+    from batchtts.errors import VoiceCatalogUnavailable
+
+    try:
+        voices = await client.fetch_voices()
+    except VoiceCatalogUnavailable as exc:
+        log.warning("cannot read the voice catalog (%s): going on without checking voices first", redact(str(exc)))
+        return None
+    log.info("voice catalog: %d voices; rows with another voice fail without a request", len(voices))
+    return voices
 
 
 def resolve_key(api_key: str | None) -> str:
@@ -146,10 +166,16 @@ async def _endpoint(
         assert key is not None
         yield base_url, key
         return
-    from batchtts.server.config import ServerConfig
-    from batchtts.server.running import LocalServer
+    try:
+        from batchtts.server.config import ServerConfig
+        from batchtts.server.running import LocalServer
 
-    with LocalServer(ServerConfig(engine=engine)) as server:
+        server = LocalServer(ServerConfig(engine=engine))
+    except ImportError as exc:  # a broken install: starlette and uvicorn come with batchtts
+        raise UsageError(f"the local server cannot start: {exc}; reinstall batchtts (pip install batchtts)") from None
+    except ValueError as exc:  # --engine espeak without the speech extra
+        raise UsageError(f"the local server cannot start: {exc}") from None
+    with server:
         if announce is not None:
             announce(
                 "local_server",

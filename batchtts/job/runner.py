@@ -28,6 +28,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from batchtts.api.client import WavesClient
+from batchtts.api.request import RECOMMENDED_MAX_CHARS
 from batchtts.audio import GroupCommit, remove_stale_temp_files
 from batchtts.errors import ManifestError
 from batchtts.job.attempts import Attempts
@@ -70,6 +71,7 @@ class Runner:
         progress: ProgressReporter,
         *,
         redact: Callable[[str], str] = lambda text: text,
+        voices: frozenset[str] | None = None,
     ) -> None:
         self.spec = spec
         self.manifest = manifest
@@ -105,11 +107,14 @@ class Runner:
             recorder=self._recorder,
             stops=self._stops,
             redact=redact,
+            voices=voices,
         )
         self._earlier = EarlierRuns(spec.state_dir, spec.out_dir.resolve(), force=spec.force,
                                     retry_failed=spec.retry_failed)  # fmt: skip
         self._reuse = Reuse(self._earlier, self._assembly, self._recorder, force=spec.force)
         self._manifest_error: ManifestError | None = None
+        #: Whether the long-text advice was given (once a job, see :meth:`_advise_on_length`).
+        self._advised_length = spec.shape.max_chars is not None
         progress.watch(self._in_flight, row_cap=spec.limit)
 
     @property
@@ -206,16 +211,35 @@ class Runner:
                 if item.problem is not None:
                     self._assembly.record_bad(item, item.problem)
                 elif self._reuse.reuse(item):
-                    pass
+                    pass  # an earlier result stands (its voice may have left the catalog since: the file is there)
+                elif (unknown := self._assembly.unknown_voice(item)) is not None:
+                    self._assembly.record_bad(item, unknown)
                 elif stops.stopping or workers_gone:
                     recorder.record_pending(item)
                 else:
+                    if not self._advised_length:
+                        self._advise_on_length(item)
                     recorder.opened(item)
                     try:
                         await send.send(item)
                     except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                         workers_gone = True  # stopped; the item stays open and is recorded pending at the end
         self.summary.complete = True
+
+    def _advise_on_length(self, item: WorkItem) -> None:
+        """Without --max-chars, say once that texts past the model card's recommended length can be split."""
+        length = len(item.request.text)
+        if length <= RECOMMENDED_MAX_CHARS:
+            return
+        self._advised_length = True
+        log.warning(
+            "row %r has %d characters; the model card recommends at most %d per request: "
+            "--max-chars %d splits longer texts at sentence ends and joins the audio (said once)",
+            item.row.id,
+            length,
+            RECOMMENDED_MAX_CHARS,
+            RECOMMENDED_MAX_CHARS,
+        )
 
     async def _work(self, receive: MemoryObjectReceiveStream[WorkItem]) -> None:
         async with receive:

@@ -47,6 +47,11 @@ class JobSpec:
     limit: int | None = None
     #: Carry each row's text into the results (a column named as the manifest's text column).
     results_text: bool = False
+    #: Send ``x-expire-content: true`` (Enterprise: the content is deleted after 7 days).
+    expire_content: bool = False
+    #: Before the first request, read the account's voice catalog once and fail (without a
+    #: request) the rows whose voice is not in it; the job goes on unchecked when it cannot be read.
+    voice_check: bool = True
     #: The API endpoint and the client's timeouts (seconds).
     base_url: str = DEFAULT_BASE_URL
     idle_timeout: float = 30.0

@@ -1,7 +1,7 @@
 """How a job stops early: why (the first reason wins), whether rows may still start, and the signals.
 
-Several parts can stop a job: a limit at a row's start, a rejected key in an
-attempt, a full disk at a commit, damage deep in the manifest, SIGINT/SIGTERM.
+Several parts can stop a job: a limit at a row's start, a rejected key or a
+usage limit in an attempt, a full disk at a commit, damage deep in the manifest, SIGINT/SIGTERM.
 They all tell this one object, which every part asks before starting work.
 """
 
@@ -91,9 +91,10 @@ class StopControl:
                     signalled = True
                     name = signal.Signals(signum).name
                     code = ExitStatus.SIGINT if signum == signal.SIGINT else ExitStatus.SIGTERM
-                    keep_auth = self.stop is not None and self.stop.reason is StopReason.AUTH
+                    # A refused key or a usage limit stays the reason (exit 3): a rerun alone would not help.
+                    keep_access = self.stop is not None and self.stop.exit_status is ExitStatus.AUTH
                     self.stop_starting(
-                        Stop.because(StopReason.INTERRUPTED, f"received {name}", code), override=not keep_auth
+                        Stop.because(StopReason.INTERRUPTED, f"received {name}", code), override=not keep_access
                     )
                     log.warning("%s: no new rows start; rows in flight get %gs to finish", name, self.grace_seconds)
                     outer.start_soon(self._cancel_after_grace)

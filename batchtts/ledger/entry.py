@@ -23,6 +23,7 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "path",
     "request_id",
     "server_request_id",
+    "server_session_id",
     "attempts",
     "http_status",
     "error",
@@ -36,6 +37,7 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "started_at",
     "finished_at",
     "reused",
+    "content_expiry",
 )
 #: Columns only some jobs have, placed after the fixed ones: ``--max-chars`` adds
 #: the number of parts of each row's text and each part's request id.
@@ -66,6 +68,7 @@ class RowResult:
     path: str | None = None  # audio file, relative to the output folder, with "/" separators
     request_id: str | None = None
     server_request_id: str | None = None
+    server_session_id: str | None = None  # the server's X-Session-Id
     attempts: int | None = None
     http_status: int | None = None
     error: str | None = None
@@ -79,6 +82,7 @@ class RowResult:
     started_at: str | None = None  # utc_now_iso() format
     finished_at: str | None = None
     reused: bool | None = None  # True: an earlier run's result, kept without a request
+    content_expiry: str | None = None  # the answer's x-content-expiry (with --expire-content)
     carried: dict[str, Any] = field(default_factory=dict)
     #: Optional columns (:data:`OPTIONAL_COLUMNS`) and :data:`VARIANT_KEY`, when the job has them,
     #: and journal-only keys: the resume fingerprint and file stamp (:mod:`batchtts.ledger.resume`).

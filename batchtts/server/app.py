@@ -9,8 +9,11 @@
 - ``GET /waves/v1/lightning-v3.1/get_voices``: the voice catalog.
 - ``GET /_batchtts/stats`` (``DELETE`` resets): counters for tests and benchmarks.
 
-A synthesis request goes: auth (401) -> JSON body and schema (400) -> account
-limits (429) -> fault draw -> synthesis in a worker thread -> response. The
+A synthesis request goes: auth (401; a key of another workspace: 403) -> JSON
+body and schema (400, a Zod-style list of issues as the live API answers; a
+model the plan lacks: the plan-gated 400) ->
+account limits (429) -> usage quota per key (403) -> fault draw -> synthesis in
+a worker thread -> response. The
 engine never runs on the event loop, so one long text cannot stall other streams.
 """
 
@@ -38,7 +41,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from batchtts.api.request import LIVE_PATH, InvalidRequest, TtsRequest, is_valid_id, parse_request
+from batchtts.api.request import LIVE_PATH, VOICES_PATH, InvalidRequest, TtsRequest, is_valid_id, parse_request
 from batchtts.server.audio import BYTES_PER_SAMPLE, MEDIA_TYPES, encode_view
 from batchtts.server.config import ServerConfig
 from batchtts.server.engines import Engine, get_engine
@@ -49,12 +52,12 @@ from batchtts.server.faults import (
     FaultPlan,
 )
 from batchtts.server.limits import AccountLimits, Refusal, Slot, retry_after_header
+from batchtts.server.quota import FORBIDDEN_KEY_MESSAGE, Quotas
 from batchtts.server.sse import SseWriter, chunk_size, split_audio
 from batchtts.server.stats import ServerStats
 from batchtts.server.voices import CATALOG
 
 SYNC_PATH = "/waves/v1/tts"
-VOICES_PATH = "/waves/v1/lightning-v3.1/get_voices"
 STATS_PATH = "/_batchtts/stats"
 _ROUTE_NAMES = {LIVE_PATH: "live", SYNC_PATH: "sync", VOICES_PATH: "voices"}
 
@@ -64,6 +67,12 @@ log = logging.getLogger("batchtts.server")
 def error_response(status: int, error: str, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     """A TtsError answer: ``{"error": ..., "message": ...}``."""
     return JSONResponse({"error": error, "message": message}, status_code=status, headers=headers)
+
+
+def validation_response(issues: list[dict[str, Any]], headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """A 400 as the live API answers a body its schema refuses: a Zod-style list of issues,
+    ``{"error": [{"code": ..., "path": [field], "message": ...}, ...]}``."""
+    return JSONResponse({"error": issues}, status_code=400, headers=headers)
 
 
 class _DroppedConnectionFilter(logging.Filter):
@@ -89,7 +98,8 @@ def _install_log_filter() -> None:
 
 
 class RequestIdMiddleware:
-    """Gives every response an ``X-Request-Id``, counts it, and turns crashes into TtsError 500."""
+    """Gives every response an ``X-Request-Id`` and an ``X-Session-Id``, counts it, and turns crashes into
+    TtsError 500."""
 
     def __init__(self, app: ASGIApp, stats: ServerStats) -> None:
         self.app = app
@@ -100,6 +110,7 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = f"req_{uuid.uuid4().hex}"
+        session_id = str(uuid.uuid4())
         scope.setdefault("state", {})["request_id"] = request_id
         path = scope["path"]
         if path != STATS_PATH:
@@ -110,7 +121,9 @@ class RequestIdMiddleware:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                MutableHeaders(scope=message).append("X-Request-Id", request_id)
+                headers = MutableHeaders(scope=message)
+                headers.append("X-Request-Id", request_id)
+                headers.append("X-Session-Id", session_id)
                 if path != STATS_PATH:
                     self.stats.count_status(message["status"])
             await send(message)
@@ -164,6 +177,7 @@ class WavesService:
         self.stats = stats
         self.limits = AccountLimits(config.rate, config.concurrency)
         self.faults = FaultInjector(config.faults, config.seed)
+        self.quotas = Quotas(config.quota_requests, config.quota_characters)
         self._admission_delays = random.Random(config.seed)
 
     # -- shared steps ---------------------------------------------------------------
@@ -181,20 +195,23 @@ class WavesService:
         return None
 
     def _unauthorized(self, request: Request) -> JSONResponse | None:
+        """401 for a missing or wrong key; 403 for a key of another workspace (``--forbidden-key``)."""
         failure = self._auth_failure(request)
-        if failure is None:
-            return None
-        return error_response(401, "unauthorized", failure, {"WWW-Authenticate": "Bearer"})
+        if failure is not None:
+            return error_response(401, "unauthorized", failure, {"WWW-Authenticate": "Bearer"})
+        if self.config.forbidden_keys and _bearer_token(request) in self.config.forbidden_keys:
+            return error_response(403, "Forbidden", FORBIDDEN_KEY_MESSAGE)
+        return None
 
-    @staticmethod
-    def _echo_headers(body: Any) -> dict[str, str]:
-        """``X-External-*`` headers for the correlation ids the client sent (when well-formed)."""
+    def _echo_headers(self, request: Request, body: Any) -> dict[str, str]:
+        """``X-External-*``: the correlation ids the client sent (empty when none, or malformed), and
+        ``x-content-expiry`` when the client asked for ``x-expire-content: true``."""
         headers: dict[str, str] = {}
-        if isinstance(body, dict):
-            for field, header in (("request_id", "X-External-Request-Id"), ("session_id", "X-External-Session-Id")):
-                value = body.get(field)
-                if isinstance(value, str) and is_valid_id(value):
-                    headers[header] = value
+        for field, header in (("request_id", "X-External-Request-Id"), ("session_id", "X-External-Session-Id")):
+            value = body.get(field) if isinstance(body, dict) else None
+            headers[header] = value if isinstance(value, str) and is_valid_id(value) else ""
+        if request.headers.get("x-expire-content", "").strip().lower() == "true":
+            headers["x-content-expiry"] = self.config.content_expiry
         return headers
 
     async def _admit(self, request: Request) -> _Job | Response:
@@ -206,14 +223,18 @@ class WavesService:
         try:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
-            return error_response(400, "invalid_request", "body: is not valid JSON")
-        echo = self._echo_headers(body)
+            return validation_response([{"code": "invalid_type", "path": [], "message": "the body is not valid JSON"}])
+        echo = self._echo_headers(request, body)
         if not isinstance(body, dict):
-            return error_response(400, "invalid_request", "body: must be a JSON object", echo)
+            issue = {"code": "invalid_type", "path": [], "message": "the body must be a JSON object"}
+            return validation_response([issue], echo)
         try:
             tts = parse_request(body, voices=CATALOG)
         except InvalidRequest as exc:
-            return error_response(400, "invalid_request", f"{exc.field}: {exc.message}", echo)
+            return validation_response([exc.issue()], echo)
+        if tts.model in self.config.plan_gated_models:
+            message = f"{tts.model} is not available on your current plan, please upgrade to a higher plan"
+            return JSONResponse({"status": False, "errors": [message]}, status_code=400, headers=echo)
 
         if self.config.admission_delay:
             # A queue before the limiter: the window counts the request later than it came.
@@ -223,6 +244,11 @@ class WavesService:
         if isinstance(admission, Refusal):
             headers = {**echo, "Retry-After": retry_after_header(admission.retry_after)}
             return error_response(429, admission.reason, admission.message, headers)
+        if self.quotas.active:
+            refusal = self.quotas.charge(_bearer_token(request), len(tts.text))
+            if refusal is not None:
+                admission.release()
+                return error_response(403, "Forbidden", refusal.message, echo)
         self.stats.record_start(received_at)
 
         fault = self.faults.draw()
@@ -323,6 +349,10 @@ class WavesService:
                     for piece in writer.pieces(frame):
                         yield piece
                     return
+                if fault == "error-frame":
+                    for piece in writer.pieces(writer.error_frame("injected fault: error-frame")):
+                        yield piece
+                    return
                 for piece in writer.pieces(writer.bad_frame(job.fault.broken_json)):
                     yield piece
             if index == len(chunks):
@@ -346,6 +376,12 @@ class WavesService:
             raise ConnectionDropped("injected fault: drop mid-body")
         yield job.audio
         job.completed = True
+
+
+def _bearer_token(request: Request) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header (checked by the auth step), else ""."""
+    _, _, token = request.headers.get("authorization", "").strip().partition(" ")
+    return token.strip()
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

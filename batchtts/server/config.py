@@ -8,14 +8,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from batchtts.api.request import MODELS
 from batchtts.server.engines import ENGINES
 from batchtts.units import Rate
 
 #: Fault kinds, in the order they are drawn for each request.
-FAULT_KINDS: tuple[str, ...] = ("500", "502", "503", "429", "drop", "nodone", "error-event", "bad-frame")
+FAULT_KINDS: tuple[str, ...] = (
+    "500", "502", "503", "429", "drop", "nodone", "error-event", "bad-frame", "error-frame",
+)  # fmt: skip
 
 #: Ways of laying out the SSE stream that the HTML standard allows (see ``sse.py``).
-SSE_STYLES: tuple[str, ...] = ("crlf", "cr", "comments", "ids", "nospace", "multiline", "split", "odd")
+SSE_STYLES: tuple[str, ...] = ("crlf", "cr", "comments", "ids", "nospace", "multiline", "split", "odd", "seed")
+
+#: What the server answers in ``x-content-expiry`` to a request with ``x-expire-content: true``.
+CONTENT_EXPIRY_VERDICTS: tuple[str, ...] = ("applied", "not-entitled", "unavailable")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -48,8 +54,19 @@ class ServerConfig:
     faults: dict[str, float] = field(default_factory=dict)
     #: Seed of the fault draws; None = a fresh seed each start.
     seed: int | None = None
-    #: SSE layout flags (``SSE_STYLES``); empty = the API page's exact layout.
+    #: SSE layout flags (``SSE_STYLES``); empty = the API's exact layout (``seed``: the older seed page's frames).
     sse_style: frozenset[str] = frozenset()
+    #: The ``x-content-expiry`` answer to ``x-expire-content: true`` (``CONTENT_EXPIRY_VERDICTS``).
+    content_expiry: str = "applied"
+    #: Per key, over the server's life: at most this many synthesis requests / characters of text;
+    #: past it, 403 "trial or workspace usage limit reached". None = unlimited.
+    quota_requests: int | None = None
+    quota_characters: int | None = None
+    #: Bearer tokens answered 403 as keys of another workspace or product (kept out of repr()).
+    forbidden_keys: frozenset[str] = field(default=frozenset(), repr=False)
+    #: Models the account's plan lacks: a request for one gets the plan-gated 400,
+    #: ``{"status": false, "errors": ["... please upgrade to a higher plan"]}``.
+    plan_gated_models: frozenset[str] = frozenset()
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
 
@@ -79,11 +96,26 @@ class ServerConfig:
             raise ValueError(f"sse_style: unknown {', '.join(unknown)}; choose from {', '.join(SSE_STYLES)}")
         if {"cr", "crlf"} <= style:
             raise ValueError("sse_style: cr and crlf are exclusive (one line ending per stream)")
+        for name in ("quota_requests", "quota_characters"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{name}: {value} must not be negative")
+        unknown_models = sorted(set(self.plan_gated_models) - set(MODELS))
+        if unknown_models:
+            raise ValueError(f"plan_gated_models: unknown {', '.join(unknown_models)}; choose from {', '.join(MODELS)}")
+        if any(not key.strip() for key in self.forbidden_keys):
+            raise ValueError("forbidden_keys: a key must not be empty")
+        if self.content_expiry not in CONTENT_EXPIRY_VERDICTS:
+            raise ValueError(
+                f"content_expiry: {self.content_expiry!r} is not one of {', '.join(CONTENT_EXPIRY_VERDICTS)}"
+            )
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port: {self.port} is not within 0..65535")
         # Own copies, so a caller's later edits cannot change a running server.
         object.__setattr__(self, "faults", dict(self.faults))
         object.__setattr__(self, "sse_style", style)
+        object.__setattr__(self, "forbidden_keys", frozenset(self.forbidden_keys))
+        object.__setattr__(self, "plan_gated_models", frozenset(self.plan_gated_models))
 
     def describe_limits(self) -> str:
         """Limits, faults and layout in one human line (never the key)."""
@@ -104,4 +136,17 @@ class ServerConfig:
             parts.append(f"faults: {listed} (seed {self.seed if self.seed is not None else 'random'})")
         if self.sse_style:
             parts.append(f"sse style: {'+'.join(s for s in SSE_STYLES if s in self.sse_style)}")
+        if self.content_expiry != "applied":
+            parts.append(f"content expiry: {self.content_expiry}")
+        quotas = [
+            f"{limit} {unit}"
+            for limit, unit in ((self.quota_requests, "requests"), (self.quota_characters, "characters"))
+            if limit is not None
+        ]
+        if quotas:
+            parts.append(f"quota: {' and '.join(quotas)} per key")
+        if self.forbidden_keys:
+            parts.append(f"forbidden keys: {len(self.forbidden_keys)}")
+        if self.plan_gated_models:
+            parts.append(f"not on the plan: {', '.join(sorted(self.plan_gated_models))}")
         return "; ".join(parts)

@@ -60,6 +60,25 @@ ESPEAK_LANGUAGES: dict[str, str] = {
     "pa": "pa",
     "or": "or",
     "es": "es",
+    "de": "de",
+    "fr": "fr-fr",
+    "it": "it",
+    "nl": "nl",
+    "sv": "sv",
+    "pt": "pt",
+    "ru": "ru",
+    "el": "el",
+    "fi": "fi",
+    "no": "nb",
+    "pl": "pl",
+    "ar": "ar",
+    "zh": "cmn",
+    "id": "id",
+    "ja": "ja",
+    "ko": "ko",
+    "ms": "ms",
+    "tr": "tr",
+    "vi": "vi",
 }
 #: The API speaks English for a code it has no voice for; so do we.
 FALLBACK_LANGUAGE = "en"
@@ -104,8 +123,12 @@ _LOCK = threading.Lock()
 
 
 def espeak_language(request: TtsRequest, voice: Voice) -> str:
-    """The espeak voice for the request: its language, else the voice's first catalog language."""
-    code = request.language or CATALOG_LANGUAGE_CODES.get(voice.languages[0], FALLBACK_LANGUAGE)
+    """The espeak voice for the request: its language, else its number language (the API makes that the
+    synthesis language when ``language`` is omitted), else the voice's first catalog language."""
+    code = next(
+        (c for c in (request.language, request.number_pronunciation_language) if c is not None and c != "auto"),
+        CATALOG_LANGUAGE_CODES.get(voice.languages[0], FALLBACK_LANGUAGE),
+    )
     return ESPEAK_LANGUAGES.get(code, ESPEAK_LANGUAGES[FALLBACK_LANGUAGE])
 
 

@@ -13,6 +13,8 @@ decides.
 - ``error-event``: an ``event: error`` frame mid-stream, then the stream ends.
 - ``bad-frame``: one extra frame mid-stream whose data is not JSON, or whose
   audio is not base64; the stream then goes on to its done frame.
+- ``error-frame``: the older routes' error frame mid-stream, ``data:
+  {"status": "error", "message": ...}`` with no event line, then the stream ends.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ STATUS_FAULTS: dict[str, tuple[int, str, float | None]] = {
     "503": (503, "service_unavailable", 1.0),
     "429": (429, "rate_limit_exceeded", 1.0),
 }
-STREAM_FAULTS: tuple[str, ...] = ("drop", "nodone", "error-event", "bad-frame")
+STREAM_FAULTS: tuple[str, ...] = ("drop", "nodone", "error-event", "bad-frame", "error-frame")
 
 
 class ConnectionDropped(Exception):

@@ -1,8 +1,9 @@
 """How the live route lays audio out as Server-Sent Events.
 
-By default the bytes are exactly the API page's: ``event: audio\\ndata:
-{"audio": "<b64>"}\\n\\n`` per chunk and ``data: {"done": true}\\n\\n`` at the
-end. Style flags vary the layout within what the HTML standard's
+By default the bytes are exactly the API's, as documented in 2026: per chunk
+``event: audio\ndata: {"audio": "<b64>", "done": false, "status": "206"}\n\n``
+and at the end ``data: {"status": "200", "done": true}\n\n`` (no ``event:``
+line). Style flags vary the layout within what the HTML standard's
 event-stream grammar allows, so a client's parser can be tested against every
 shape a real server (or proxy) may produce:
 
@@ -11,11 +12,13 @@ shape a real server (or proxy) may produce:
 - ``ids``: ``id:`` on every frame, ``retry:`` on the first.
 - ``nospace``: ``data:{...}`` without the optional space after the colon.
 - ``multiline``: each frame's JSON split over two ``data:`` lines (valid when
-  joined with ``\\n``, as the standard joins them).
+  joined with ``\n``, as the standard joins them).
 - ``split``: every frame written in tiny pieces, so lines and frames straddle
   network reads.
 - ``odd``: audio chunk boundaries at odd byte offsets, so a 16-bit sample is
   split across two chunks.
+- ``seed``: the older seed page's frames, ``{"audio": "<b64>"}`` per chunk and
+  ``{"done": true}`` at the end (no ``done: false``, no ``status``).
 """
 
 from __future__ import annotations
@@ -63,13 +66,21 @@ class SseWriter:
         return (self.eol.join(lines) + self.eol + self.eol).encode("ascii")
 
     def audio(self, b64: str) -> bytes:
-        return self._frame("audio", {"audio": b64})
+        if "seed" in self.style:
+            return self._frame("audio", {"audio": b64})
+        return self._frame("audio", {"audio": b64, "done": False, "status": "206"})
 
     def done(self) -> bytes:
-        return self._frame(None, {"done": True})
+        if "seed" in self.style:
+            return self._frame(None, {"done": True})
+        return self._frame(None, {"status": "200", "done": True})
 
     def error(self, error: str, message: str) -> bytes:
         return self._frame("error", {"error": error, "message": message})
+
+    def error_frame(self, message: str) -> bytes:
+        """The older routes' error frame: a plain data frame with ``status: error``."""
+        return self._frame(None, {"status": "error", "message": message})
 
     def bad_frame(self, broken_json: bool) -> bytes:
         """An audio frame a careful client must refuse."""

@@ -152,3 +152,23 @@ def test_shared_options_build_the_defaults_mapping() -> None:
     assert seen["text_column"] == "text" and seen["id_column"] is None
     assert request_defaults_from(seen) == {"voice_id": "emily", "sample_rate": 8000, "pronunciation_dicts": ["a", "b"]}
     assert request_defaults_from({"voice_id": None, "pronunciation_dict": ()}) == {}
+
+
+def test_rows_longer_than_the_recommended_length_are_counted(tmp_path: Path) -> None:
+    long_text = "A sentence of some length. " * 10  # 270 characters
+    rows = [
+        {"id": "short", "text": "Short."},
+        {"id": "long1", "text": long_text},
+        {"id": "long2", "text": "x" * 251},
+        {"id": "edge", "text": "y" * 250},  # at the recommendation: fine
+        {"id": "bad", "text": long_text, "speed": 9},  # bad rows are reported as bad, not counted again
+    ]
+    path = write(tmp_path / "m.jsonl", "".join(json.dumps(row) + "\n" for row in rows))
+    result = invoke(path)
+    assert result.exit_code == 1
+    assert (
+        "long texts: 2 valid row(s) longer than 250 characters, the model card's recommended maximum per request; "
+        "batchtts run --max-chars 250 splits them" in result.stdout
+    )
+    clean = invoke(write(tmp_path / "c.csv", "id,text\na,Short.\n"))
+    assert clean.exit_code == 0 and "long texts" not in clean.stdout

@@ -122,18 +122,19 @@ def test_failed_rows_are_retried_unless_no_retry_failed(tmp_path, local_server):
         {"id": "bad", "text": "Unknown voice.", "voice_id": "nobody"},  # the local server refuses it: 400
     ]
     manifest = write_csv(tmp_path / "m.csv", rows)
-    first = run_job(manifest, out, server.base_url)
+    unchecked = "--no-voice-check"  # the server, not the voice check, refuses 'bad': a failure with a request
+    first = run_job(manifest, out, server.base_url, unchecked)
     assert first.exit_code == 1 and first.by_id()["bad"]["http_status"] == 400
     assert starts(server) == 2
 
-    kept = run_job(manifest, out, server.base_url, "--no-retry-failed")
+    kept = run_job(manifest, out, server.base_url, "--no-retry-failed", unchecked)
     assert kept.exit_code == 1
     assert starts(server) == 2  # the failure stands: no request
     bad = kept.by_id()["bad"]
     assert bad["status"] == "failed" and bad["reused"] is True and bad["error"] == first.by_id()["bad"]["error"]
     assert summary(out)["skipped"] == 2
 
-    retried = run_job(manifest, out, server.base_url)  # the default: try failures again
+    retried = run_job(manifest, out, server.base_url, unchecked)  # the default: try failures again
     assert retried.exit_code == 1
     assert starts(server) == 3  # "bad" once more, "good" still not
     assert retried.by_id()["bad"]["reused"] is False

@@ -117,7 +117,9 @@ def test_every_sse_framing_the_standard_allows_gives_the_same_audio(tmp_path, lo
         assert_exact(job.out, job.by_id()[row["id"]], text=row["text"], sample_rate=8000)
 
 
-@pytest.mark.parametrize("fault", ["500", "502", "503", "429", "drop", "nodone", "error-event", "bad-frame"])
+@pytest.mark.parametrize(
+    "fault", ["500", "502", "503", "429", "drop", "nodone", "error-event", "bad-frame", "error-frame"]
+)
 def test_each_fault_fails_its_attempt_and_leaves_nothing_on_disk(tmp_path, local_server, fault):
     server = local_server(faults={fault: 1.0}, seed=1)
     manifest = write_csv(tmp_path / "m.csv", ROWS[:2])
@@ -167,7 +169,7 @@ def test_bad_rows_are_recorded_and_never_sent(tmp_path, local_server):
 def test_an_api_400_fails_the_row_with_the_api_message_once(tmp_path, local_server):
     server = local_server()
     manifest = write_csv(tmp_path / "m.csv", [{"id": "x", "text": "Unknown voice.", "voice_id": "nobody"}])
-    job = run_job(manifest, tmp_path / "out", server.base_url)
+    job = run_job(manifest, tmp_path / "out", server.base_url, "--no-voice-check")  # the server refuses it
     assert job.exit_code == 1
     [record] = job.results()
     assert record["http_status"] == 400
@@ -286,7 +288,9 @@ def test_a_rejected_key_stops_the_job_and_never_appears(tmp_path, local_server):
     assert job.exit_code == 3, job.output
     assert "rejected the key" in job.output
     assert server.stats.snapshot()["starts_total"] == 0
-    assert 1 <= server.stats.snapshot()["responses"].get("401", 0) <= 2
+    stats = server.stats.snapshot()
+    assert stats["requests"]["voices"] == 1  # the voice check's one request, refused too: a warning, no stop
+    assert 1 <= stats["responses"].get("401", 0) - stats["requests"]["voices"] <= 2
     for path in job.out.rglob("*"):
         if path.is_file():
             assert TEST_KEY.encode() not in path.read_bytes()

@@ -57,7 +57,9 @@ def test_rate_holds_when_the_server_counts_requests_late(tmp_path, local_server)
     assert max_in_window(stats["start_times"], 1.0) <= 10
 
 
-@pytest.mark.parametrize("fault", ["500", "502", "503", "429", "drop", "nodone", "error-event", "bad-frame"])
+@pytest.mark.parametrize(
+    "fault", ["500", "502", "503", "429", "drop", "nodone", "error-event", "bad-frame", "error-frame"]
+)
 def test_every_fault_kind_is_retried_until_the_row_is_exact(tmp_path, local_server, fault):
     server = local_server(faults={fault: 0.4}, seed=3)
     data = rows(10)

@@ -22,6 +22,7 @@ def test_every_stop_reason_has_an_exit_status_and_a_next_step(reason):
 def test_limits_exit_4_and_a_rejected_key_3():
     assert {StopReason.DEADLINE.exit_status, StopReason.BUDGET.exit_status, StopReason.LIMIT.exit_status} == {4}
     assert StopReason.AUTH.exit_status == 3 and StopReason.MANIFEST.exit_status == 2
+    assert StopReason.QUOTA.exit_status == 3  # a usage limit stops the job like a refused key
     assert Stop.because(StopReason.INTERRUPTED, "received SIGTERM", ExitStatus.SIGTERM).exit_status == 143
 
 

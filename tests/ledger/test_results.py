@@ -75,9 +75,9 @@ def read_back(path: Path, schema: pa.Schema) -> pa.Table:
 
 def test_columns_are_the_issue_columns_in_order_then_the_resume_marker() -> None:
     assert RESULT_COLUMNS == (
-        "id", "row", "status", "path", "request_id", "server_request_id", "attempts", "http_status",
-        "error", "ttfb_ms", "total_ms", "audio_seconds", "audio_bytes", "sample_rate", "output_format",
-        "voice_id", "started_at", "finished_at", "reused",
+        "id", "row", "status", "path", "request_id", "server_request_id", "server_session_id", "attempts",
+        "http_status", "error", "ttfb_ms", "total_ms", "audio_seconds", "audio_bytes", "sample_rate",
+        "output_format", "voice_id", "started_at", "finished_at", "reused", "content_expiry",
     )  # fmt: skip
     assert [f.name for f in dataclasses.fields(RowResult)] == [*RESULT_COLUMNS, "carried", "extra"]
 

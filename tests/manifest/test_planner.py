@@ -160,3 +160,55 @@ def test_csv_manifest_to_requests(tmp_path: Path) -> None:
     assert first.row.carried == {"note": "keep"}
     assert dup.error == "duplicate id 'a' (first at row 1)"
     assert blank.error == "text: must not be empty"
+
+
+def test_the_newer_fields_come_from_columns_and_defaults_in_every_format(tmp_path: Path) -> None:
+    """number_pronunciation_language, math_notation and word_timestamps: columns of those names, per row."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    csv_path = tmp_path / "m.csv"
+    csv_path.write_text(
+        "id,text,number_pronunciation_language,math_notation,word_timestamps,language\n"
+        "a,5 x 3 = 15,hi,true,false,de\n"
+        "b,Plain.,,,,\n"
+        "c,Odd.,,maybe,,\n",
+        encoding="utf-8",
+    )
+    jsonl_path = tmp_path / "m.jsonl"
+    jsonl_path.write_text(
+        '{"id": "a", "text": "5 x 3 = 15", "number_pronunciation_language": "hi", "math_notation": true, '
+        '"word_timestamps": false, "language": "de"}\n{"id": "b", "text": "Plain."}\n'
+        '{"id": "c", "text": "Odd.", "math_notation": "maybe"}\n',
+        encoding="utf-8",
+    )
+    parquet_path = tmp_path / "m.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "id": ["a", "b", "c"],
+                "text": ["5 x 3 = 15", "Plain.", "Odd."],
+                "number_pronunciation_language": ["hi", None, None],
+                "math_notation": pa.array([True, None, None], pa.bool_()),
+                "word_timestamps": pa.array([False, None, None], pa.bool_()),
+                "language": ["de", None, None],
+            }
+        ),
+        parquet_path,
+    )
+    for path in (csv_path, jsonl_path, parquet_path):
+        planner = RowPlanner({"number_pronunciation_language": "fr", "math_notation": False})
+        first, second, third = (planner.plan(r) for r in open_manifest(path))
+        assert first.request == TtsRequest(
+            text="5 x 3 = 15",
+            language="de",
+            number_pronunciation_language="hi",
+            math_notation=True,
+            word_timestamps=False,
+        ), path
+        assert second.request == TtsRequest(text="Plain.", number_pronunciation_language="fr", math_notation=False)
+        if path is not parquet_path:
+            assert (
+                third.kind == "math_notation"
+                and third.error == "math_notation: 'maybe' is not a boolean (true or false)"
+            )

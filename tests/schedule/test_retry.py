@@ -9,7 +9,14 @@ import pytest
 from tenacity import RetryCallState
 
 from batchtts.api.client import parse_retry_after
-from batchtts.errors import AuthRejected, NetworkError, RateLimited, RequestRejected, StreamIncomplete
+from batchtts.errors import (
+    AuthRejected,
+    NetworkError,
+    RateLimited,
+    RequestRejected,
+    StreamIncomplete,
+    UsageLimitReached,
+)
 from batchtts.schedule.retry import RetryPolicy, _BackoffOrRetryAfter, retrying
 
 
@@ -45,7 +52,7 @@ def test_attempts_stop_at_max_attempts_with_the_last_error() -> None:
     assert str(error) == "cut 4"
 
 
-@pytest.mark.parametrize("error", [RequestRejected("400"), AuthRejected("401")])
+@pytest.mark.parametrize("error", [RequestRejected("400"), AuthRejected("401"), UsageLimitReached("403")])
 def test_client_errors_are_tried_once(error: Exception) -> None:
     assert attempts_until([error], FAST) == (1, error)
 

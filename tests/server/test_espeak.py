@@ -11,7 +11,7 @@ import pytest
 
 espeakng_loader = pytest.importorskip("espeakng_loader")
 
-from batchtts.api.request import LANGUAGES, TtsRequest  # noqa: E402
+from batchtts.api.request import LANGUAGE_CODES, TtsRequest  # noqa: E402
 from batchtts.server import espeak  # noqa: E402
 from batchtts.server.engines import get_engine  # noqa: E402
 from batchtts.server.voices import CATALOG  # noqa: E402
@@ -30,8 +30,29 @@ TEXTS: dict[str, str] = {
     "pa": "ਸਤ ਸ੍ਰੀ ਅਕਾਲ, ਤੁਸੀਂ ਕਿਵੇਂ ਹੋ? ਮੈਂ ਅੱਜ ਬਹੁਤ ਖੁਸ਼ ਹਾਂ।",
     "or": "ନମସ୍କାର, ଆପଣ କେମିତି ଅଛନ୍ତି? ମୁଁ ଆଜି ବହୁତ ଖୁସି।",
     "es": "Hola, ¿cómo estás? Hoy estoy muy contento de verte.",
+    "de": "Guten Tag, wie geht es Ihnen? Ich freue mich sehr, Sie heute zu sehen.",
+    "fr": "Bonjour, comment allez-vous ? Je suis très content de vous voir aujourd'hui.",
+    "it": "Buongiorno, come sta? Sono molto contento di vederla oggi.",
+    "nl": "Goedendag, hoe gaat het met u? Ik ben erg blij u vandaag te zien.",
+    "sv": "God dag, hur mår du? Jag är mycket glad att se dig i dag.",
+    "pt": "Bom dia, como está? Estou muito contente por vê-lo hoje.",
+    "ru": "Здравствуйте, как у вас дела? Я очень рад видеть вас сегодня.",  # noqa: RUF001 (Cyrillic on purpose)
+    "el": "Καλημέρα, τι κάνετε; Χαίρομαι πολύ που σας βλέπω σήμερα.",
+    "fi": "Hyvää päivää, mitä kuuluu? Olen hyvin iloinen nähdessäni sinut tänään.",
+    "no": "God dag, hvordan har du det? Jeg er veldig glad for å se deg i dag.",
+    "pl": "Dzień dobry, jak się pan miewa? Bardzo się cieszę, że pana dziś widzę.",
+    "ar": "مرحبا، كيف حالك؟ أنا سعيد جدا برؤيتك اليوم.",
+    "zh": "你好，你今天好吗？我今天非常高兴见到你。",
+    "id": "Selamat siang, apa kabar? Saya sangat senang bertemu Anda hari ini.",
+    "ja": "こんにちは、おげんきですか？きょうは あえて とても うれしいです。",
+    "ko": "안녕하세요, 어떻게 지내세요? 오늘 만나서 정말 반갑습니다.",
+    "ms": "Selamat tengah hari, apa khabar? Saya sangat gembira berjumpa anda hari ini.",
+    "tr": "İyi günler, nasılsınız? Bugün sizi gördüğüme çok sevindim.",  # noqa: RUF001 (Turkish dotless i)
+    "vi": "Xin chào, bạn có khỏe không? Hôm nay tôi rất vui được gặp bạn.",
 }
 ENGLISH = TEXTS["en"]
+#: Most seconds of speech per character: a Chinese character or a Korean block is a whole syllable.
+SYLLABIC_SECONDS = {"zh": 0.35, "ko": 0.35}
 RATE = 16000
 
 
@@ -95,7 +116,7 @@ def test_feature_check_rejects_silence_noise_and_tone() -> None:
 
 
 def test_every_api_language_has_a_text_and_an_espeak_voice() -> None:
-    assert set(TEXTS) == set(LANGUAGES) == set(espeak.ESPEAK_LANGUAGES)
+    assert set(TEXTS) == set(LANGUAGE_CODES) == set(espeak.ESPEAK_LANGUAGES)
 
 
 def test_mapped_voices_exist_in_the_shipped_data() -> None:
@@ -110,7 +131,7 @@ def test_mapped_voices_exist_in_the_shipped_data() -> None:
     assert not missing
 
 
-@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("language", LANGUAGE_CODES)
 def test_each_language_sounds_like_speech(engine: espeak.EspeakEngine, language: str) -> None:
     text = TEXTS[language]
     samples = engine.synthesize(_request(text, language=language))
@@ -122,7 +143,8 @@ def test_each_language_sounds_like_speech(engine: espeak.EspeakEngine, language:
     assert features["centroid_spread_hz"] > 400, features  # the spectrum moves (phonemes)
     assert features["flatness"] < 0.1, features  # harmonic, not white noise
     seconds = samples.size / RATE
-    assert 0.025 * len(text) < seconds < 0.15 * len(text), seconds  # plausible for the text
+    most = SYLLABIC_SECONDS.get(language, 0.15)
+    assert 0.025 * len(text) < seconds < most * len(text), seconds  # plausible for the text
 
 
 def test_language_defaults_to_the_voices_first_catalog_language() -> None:
@@ -130,6 +152,19 @@ def test_language_defaults_to_the_voices_first_catalog_language() -> None:
     assert espeak.espeak_language(_request(), CATALOG["lucia"]) == "es"
     assert espeak.espeak_language(_request(), CATALOG["arjun"]) == "en-us"
     assert espeak.espeak_language(_request(language="es"), CATALOG["priya"]) == "es"
+    assert espeak.espeak_language(_request(language="auto"), CATALOG["lucia"]) == "es"
+
+
+def test_the_number_language_is_spoken_when_no_language_is_given() -> None:
+    """The API: without ``language``, ``number_pronunciation_language`` is also the synthesis language."""
+    assert espeak.espeak_language(_request(number_pronunciation_language="de"), CATALOG["magnus"]) == "de"
+    assert (
+        espeak.espeak_language(_request(language="auto", number_pronunciation_language="fr"), CATALOG["magnus"])
+        == "fr-fr"
+    )
+    assert (
+        espeak.espeak_language(_request(language="hi", number_pronunciation_language="fr"), CATALOG["magnus"]) == "hi"
+    )
 
 
 def test_faster_speed_is_clearly_shorter(engine: espeak.EspeakEngine) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import soundfile
 
+from batchtts.server.config import ServerConfig
 from batchtts.server.voices import CATALOG
 from tests.server_support import (
     AUTH,
@@ -25,6 +26,7 @@ from tests.server_support import (
     expected_pcm,
     live,
     tts_error,
+    validation_issues,
 )
 
 #: The seed page's cURL example, byte for byte (only the host differs).
@@ -34,7 +36,7 @@ SEED_BODY = """{
     "sample_rate": 24000,
     "output_format": "pcm"
   }"""
-FRAME = re.compile(rb'event: audio\ndata: \{"audio": "([A-Za-z0-9+/=]+)"\}\n\n')
+FRAME = re.compile(rb'event: audio\ndata: \{"audio": "([A-Za-z0-9+/=]+)", "done": false, "status": "206"\}\n\n')
 
 
 def _post_like_curl(url: str) -> bytes:
@@ -66,10 +68,9 @@ def _post_like_curl(url: str) -> bytes:
 def test_seed_page_curl_example_streams_the_documented_frames(server):
     body = _post_like_curl(server.base_url + LIVE)
     frames = FRAME.findall(body)
-    # Exactly the documented layout: audio frames, then the done frame, nothing else.
-    assert (
-        body == b"".join(b'event: audio\ndata: {"audio": "%s"}\n\n' % f for f in frames) + b'data: {"done": true}\n\n'
-    )
+    # Exactly the documented layout (2026): audio frames, then the done frame with no event line, nothing else.
+    chunk = b'event: audio\ndata: {"audio": "%s", "done": false, "status": "206"}\n\n'
+    assert body == b"".join(chunk % f for f in frames) + b'data: {"status": "200", "done": true}\n\n'
     assert len(frames) > 10  # many chunks, not one blob
     audio = b"".join(base64.b64decode(f, validate=True) for f in frames)
     assert audio == expected_pcm(**json.loads(SEED_BODY))
@@ -194,8 +195,10 @@ INVALID: list[tuple[dict, str]] = [
     ({**BODY, "speed": 2.01}, "speed"),
     ({**BODY, "speed": "1.0"}, "speed"),
     ({**BODY, "speed": True}, "speed"),
-    ({**BODY, "language": "fr"}, "language"),
+    ({**BODY, "language": "xx"}, "language"),
     ({**BODY, "language": "EN"}, "language"),
+    ({**BODY, "number_pronunciation_language": "english"}, "number_pronunciation_language"),
+    ({**BODY, "math_notation": "true"}, "math_notation"),
     ({**BODY, "output_format": "ogg"}, "output_format"),
     ({**BODY, "pronunciation_dicts": "dict-1"}, "pronunciation_dicts"),
     ({**BODY, "pronunciation_dicts": ["ok", 3]}, "pronunciation_dicts"),
@@ -215,9 +218,9 @@ def test_each_invalid_field_is_a_400_naming_it(server, body, field):
         for path in (LIVE, SYNC):
             response = client.post(path, json=body)
             assert response.status_code == 400
-            error = tts_error(response)
-            assert error["error"] == "invalid_request"
-            assert error["message"].startswith(f"{field}:"), error
+            [issue] = validation_issues(response)  # the live API's Zod-style list, one issue naming the field
+            assert issue["path"] == [field], issue
+            assert issue["message"] and not issue["message"].startswith(f"{field}:"), issue
 
 
 VALID: list[dict] = [
@@ -228,6 +231,8 @@ VALID: list[dict] = [
     {**BODY, "speed": 2},
     {**BODY, "model": "lightning_v3.1_pro"},
     {**BODY, "language": "hi"},
+    {**BODY, "language": "fr"},
+    {**BODY, "language": "auto", "number_pronunciation_language": "ja", "math_notation": True},
     {**BODY, "pronunciation_dicts": ["d1", "d2"]},
     {**BODY, "pronunciation_dicts": []},
     {**BODY, "word_timestamps": True},
@@ -260,7 +265,15 @@ def test_string_sample_rate_gives_the_same_audio_as_a_number(server):
 def test_a_body_that_is_not_a_json_object_is_400(server, content):
     response = httpx.post(server.base_url + LIVE, content=content, headers={**AUTH, "Content-Type": "application/json"})
     assert response.status_code == 400
-    assert tts_error(response)["message"].startswith("body:")
+    [issue] = validation_issues(response)
+    assert issue["path"] == [] and issue["message"].startswith("the body ")
+
+
+def test_an_enum_issue_says_what_was_received_and_the_options(server):
+    response = httpx.post(server.base_url + LIVE, json={**BODY, "output_format": "mulaw"}, headers=AUTH)
+    [issue] = validation_issues(response)
+    assert issue["code"] == "invalid_enum_value" and issue["received"] == "mulaw"
+    assert issue["options"] == ["pcm", "wav", "mp3", "ulaw", "alaw"] and issue["path"] == ["output_format"]
 
 
 # -- headers ----------------------------------------------------------------------------
@@ -275,12 +288,36 @@ def test_correlation_ids_are_echoed(server):
     assert sync.headers["x-external-request-id"] == "row-17.a_b"
     assert sync.headers["x-external-session-id"] == "job-2024"
     plain = httpx.post(server.base_url + SYNC, json=BODY, headers=AUTH)
-    assert "x-external-request-id" not in plain.headers
-    assert "x-external-session-id" not in plain.headers
+    # As documented in 2026: present and empty when the client sent none.
+    assert plain.headers["x-external-request-id"] == plain.headers["x-external-session-id"] == ""
     # Still echoed when another field is wrong, so a client can match the 400 to its row.
     refused = httpx.post(server.base_url + SYNC, json={**body, "speed": 9}, headers=AUTH)
     assert refused.status_code == 400
     assert refused.headers["x-external-request-id"] == "row-17.a_b"
+
+
+def test_every_answer_carries_a_server_session_id(server):
+    uuid = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+    streamed = live(server.base_url)
+    refused = httpx.post(server.base_url + LIVE, json={**BODY, "speed": 9}, headers=AUTH)
+    voices = httpx.get(server.base_url + VOICES, headers=AUTH)
+    ids = [r.headers["x-session-id"] for r in (streamed, refused, voices)]
+    assert all(uuid.fullmatch(i) for i in ids) and len(set(ids)) == 3
+
+
+def test_content_expiry_is_answered_only_when_asked(local_server):
+    asked = {**AUTH, "x-expire-content": "true"}
+    default = local_server()
+    assert live(default.base_url, headers=asked).headers["x-content-expiry"] == "applied"
+    assert "x-content-expiry" not in live(default.base_url).headers
+    assert "x-content-expiry" not in live(default.base_url, headers={**AUTH, "x-expire-content": "false"}).headers
+    sync = httpx.post(default.base_url + SYNC, json=BODY, headers=asked)
+    assert sync.headers["x-content-expiry"] == "applied"
+    for verdict in ("not-entitled", "unavailable"):
+        server = local_server(content_expiry=verdict)
+        assert live(server.base_url, headers=asked).headers["x-content-expiry"] == verdict
+    with pytest.raises(ValueError, match="content_expiry"):
+        ServerConfig(content_expiry="soon")
 
 
 def test_every_response_has_a_unique_server_request_id(local_server):

@@ -36,6 +36,7 @@ from tests.server_support import BODY, LIVE, STATS, SYNC
         (["--port", "70000"], "--port"),
         (["--seed", "abc"], "--seed"),
         (["--api-key", " "], "--api-key"),
+        (["--content-expiry", "soon"], "--content-expiry"),
     ],
 )
 def test_bad_values_are_usage_errors_naming_the_option(args, option):
@@ -101,7 +102,7 @@ def test_serve_runs_in_the_foreground_and_announces_itself_without_the_key():
             for _ in range(8):
                 try:
                     with client.stream("POST", LIVE, json=BODY, headers={"Authorization": f"Bearer {secret}"}) as r:
-                        outcomes.append(r.read().endswith(b'data: {"done": true}\r\n\r\n'))
+                        outcomes.append(r.read().endswith(b'data: {"status": "200", "done": true}\r\n\r\n'))
                 except httpx.RemoteProtocolError:
                     outcomes.append(False)
             assert True in outcomes and False in outcomes  # some streams complete, some are dropped

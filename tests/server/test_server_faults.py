@@ -78,6 +78,18 @@ def test_error_event_arrives_mid_stream_and_ends_it(local_server):
     assert server.stats.snapshot()["faults"] == {"error-event": 1}
 
 
+def test_error_frame_is_the_older_routes_shape_mid_stream(local_server):
+    """No event line: a data frame with status "error" and a message, after some audio; the stream ends."""
+    server = local_server(faults={"error-frame": 1.0})
+    result = live(server.base_url, LONG)
+    assert result.status == 200
+    assert result.events[0].event == "audio"
+    last = result.events[-1]
+    assert last.event == "message" and last.json() == {"status": "error", "message": "injected fault: error-frame"}
+    assert not any(e.json().get("done") is True for e in result.events)
+    assert server.stats.snapshot()["faults"] == {"error-frame": 1}
+
+
 def _undecodable(event: httpx_sse.ServerSentEvent) -> bool:
     """Whether even a lenient client cannot get audio bytes out of this event."""
     try:
@@ -156,4 +168,6 @@ def test_parse_fault_refuses_nonsense(text):
 
 
 def test_every_fault_kind_is_covered_here():
-    assert set(FAULT_KINDS) == {"500", "502", "503", "429", "drop", "nodone", "error-event", "bad-frame"}
+    assert set(FAULT_KINDS) == {
+        *("500", "502", "503", "429", "drop", "nodone", "error-event", "bad-frame", "error-frame")
+    }

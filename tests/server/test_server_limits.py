@@ -114,5 +114,5 @@ def test_without_limits_parallel_streams_all_succeed(local_server):
     with httpx.Client(base_url=server.base_url, headers=AUTH, timeout=10) as client:
         streams = [client.send(client.build_request("POST", LIVE, json=BODY), stream=True) for _ in range(5)]
         bodies = [s.read() for s in streams]
-    assert all(b.endswith(b'data: {"done": true}\n\n') for b in bodies)
+    assert all(b.endswith(b'data: {"status": "200", "done": true}\n\n') for b in bodies)
     assert server.stats.max_concurrent_streams == 5

@@ -13,10 +13,21 @@ from tests.server_support import BODY, expected_pcm, live, live_raw
 
 
 def test_default_layout_is_exactly_the_api_pages(server):
+    """The 2026 frames: done false and status 206 on every chunk; the end frame has no event line."""
+    raw = b"".join(live_raw(server.base_url).raw_chunks)
+    frames = raw.split(b"\n\n")
+    assert frames[-1] == b"" and frames[-2] == b'data: {"status": "200", "done": true}'
+    assert len(frames) > 3
+    for frame in frames[:-2]:
+        pattern = rb'event: audio\ndata: \{"audio": "[A-Za-z0-9+/]+=*", "done": false, "status": "206"\}'
+        assert re.fullmatch(pattern, frame), frame[:80]
+
+
+def test_the_seed_style_sends_the_older_pages_frames(local_server):
+    server = local_server(sse_style=frozenset({"seed"}))
     raw = b"".join(live_raw(server.base_url).raw_chunks)
     frames = raw.split(b"\n\n")
     assert frames[-1] == b"" and frames[-2] == b'data: {"done": true}'
-    assert len(frames) > 3
     for frame in frames[:-2]:
         assert re.fullmatch(rb'event: audio\ndata: \{"audio": "[A-Za-z0-9+/]+=*"\}', frame), frame[:80]
 
@@ -39,6 +50,7 @@ def test_each_style_still_parses_to_the_same_audio(local_server, style):
         ("cr", "comments", "ids", "nospace", "multiline", "split", "odd"),
         ("cr", "split"),
         ("crlf", "split", "multiline"),
+        ("seed", "crlf", "comments", "ids", "nospace", "multiline", "split", "odd"),
     ],
 )
 def test_styles_combine(local_server, styles):
@@ -56,7 +68,7 @@ def test_crlf_and_cr_change_every_line_end(local_server):
     crlf, _ = _raw(local_server, "crlf")
     assert b"\r\n\r\n" in crlf and b"\n" not in crlf.replace(b"\r\n", b"") and b"\r" not in crlf.replace(b"\r\n", b"")
     cr, _ = _raw(local_server, "cr")
-    assert b"\n" not in cr and cr.endswith(b'data: {"done": true}\r\r')
+    assert b"\n" not in cr and cr.endswith(b'data: {"status": "200", "done": true}\r\r')
 
 
 def test_comments_ids_nospace_and_multiline_show_in_the_bytes(local_server):
@@ -68,7 +80,7 @@ def test_comments_ids_nospace_and_multiline_show_in_the_bytes(local_server):
     assert nospace.startswith(b'event:audio\ndata:{"audio":') and b"data: " not in nospace
     multiline, _ = _raw(local_server, "multiline")
     assert multiline.startswith(b'event: audio\ndata: {"audio":\ndata:  "') and multiline.endswith(
-        b'data: {"done":\ndata:  true}\n\n'
+        b'data: {"status":\ndata:  "200", "done": true}\n\n'
     )
 
 

@@ -56,6 +56,8 @@ from batchtts.manifest.readers import Manifest, Row
 from batchtts.storage import resolve_inside
 
 log = logging.getLogger("batchtts")
+#: Distinct unknown voices warned about (each row says so in its results either way).
+_UNKNOWN_VOICES_LOGGED = 20
 
 
 class Assembly:
@@ -74,8 +76,12 @@ class Assembly:
         recorder: Recorder,
         stops: StopControl,
         redact: Callable[[str], str],
+        voices: frozenset[str] | None = None,
     ) -> None:
         self.shape = shape
+        #: The account's voice catalog (None: not checked; see :meth:`unknown_voice`).
+        self._voices = voices
+        self._unknown_voices: set[str] = set()
         self._out_dir = Path(out_dir).resolve()
         self._file_format = file_format
         self._concurrency = max(1, concurrency)
@@ -116,6 +122,20 @@ class Assembly:
             if column is not None and is_empty(self._cell(planned.row, column)):
                 return f"{option}: the {column!r} cell is empty"
         return None
+
+    def unknown_voice(self, item: WorkItem) -> str | None:
+        """Why an item cannot be sent when its voice is not in the account's catalog (None: it is, or unchecked).
+
+        Asked for the items that need a request (after an earlier result that
+        stands has been kept): the row fails with no request, as a bad row.
+        """
+        voice = item.request.voice_id
+        if self._voices is None or voice in self._voices:
+            return None
+        if voice not in self._unknown_voices and len(self._unknown_voices) < _UNKNOWN_VOICES_LOGGED:
+            log.warning("voice %r is not in the account's voice catalog: its rows fail without a request", voice)
+            self._unknown_voices.add(voice)
+        return f"voice_id: unknown voice {voice!r} (not in the account's voice catalog)"
 
     def record_bad(self, item: WorkItem, reason: str) -> None:
         """An item that cannot be made: failed without a request (its group fails too)."""
@@ -217,6 +237,8 @@ class Assembly:
                 fingerprint,
                 request_id=stored.request_id,
                 server_request_id=stored.server_request_id,
+                server_session_id=stored.server_session_id,
+                content_expiry=stored.content_expiry,
                 audio_bytes=stored.audio_bytes,
                 cached=True,
             )
@@ -226,7 +248,9 @@ class Assembly:
         if part.error is not None and len(texts) > 1:
             part.error = f"part {index + 1}/{len(texts)}: {part.error}"
         if done.ok:
-            info = PartInfo(done.request_id, part.server_request_id, part.audio_bytes)
+            info = PartInfo(
+                done.request_id, part.server_request_id, part.audio_bytes, part.server_session_id, part.content_expiry
+            )
             await anyio.to_thread.run_sync(self._store.save_info, fingerprint, info)
         return part
 

@@ -11,7 +11,8 @@ and appears whole or not at all (temp file + rename).
   ``datasets.load_dataset("audiofolder", data_dir=DIR)``. Columns:
   ``file_name`` (relative to DIR), ``id``, ``text``, the request fields
   (``voice_id``, ``model``, ``sample_rate``, ``speed``, ``language``,
-  ``output_format``, ``pronunciation_dicts``, ``session_id``),
+  ``output_format``, ``pronunciation_dicts``, ``session_id``, ``number_pronunciation_language``,
+  ``math_notation``, ``word_timestamps``),
   ``audio_seconds``, then the manifest's carried columns (a carried column
   named like one of these gets an ``input_`` prefix).
 - ``ljspeech`` -> ``DIR/metadata.csv`` without a header, one
@@ -122,6 +123,9 @@ def _write_audiofolder(
             "output_format": request.output_format,
             "pronunciation_dicts": list(request.pronunciation_dicts),
             "session_id": request.session_id,
+            "number_pronunciation_language": request.number_pronunciation_language,
+            "math_notation": request.math_notation,
+            "word_timestamps": request.word_timestamps,
             "audio_seconds": entry.get("audio_seconds"),
         }
         for source, out in carried:

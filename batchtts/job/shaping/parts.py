@@ -46,6 +46,8 @@ class PartInfo:
     request_id: str | None = None
     server_request_id: str | None = None
     audio_bytes: int | None = None
+    server_session_id: str | None = None
+    content_expiry: str | None = None
 
 
 class PartStore:
@@ -73,6 +75,8 @@ class PartStore:
         return PartInfo(
             request_id=_text_or_none(data.get("request_id")),
             server_request_id=_text_or_none(data.get("server_request_id")),
+            server_session_id=_text_or_none(data.get("server_session_id")),
+            content_expiry=_text_or_none(data.get("content_expiry")),
             audio_bytes=data.get("audio_bytes") if isinstance(data.get("audio_bytes"), int) else None,
         )
 

@@ -26,6 +26,8 @@ class Part:
     fingerprint: str | None  # None for an item written straight to its file
     request_id: str | None = None
     server_request_id: str | None = None
+    server_session_id: str | None = None
+    content_expiry: str | None = None
     attempts: int = 0
     http_status: int | None = None
     ttfb_ms: float | None = None
@@ -42,6 +44,8 @@ class Part:
             fingerprint,
             request_id=done.request_id,
             server_request_id=outcome.server_request_id if outcome else (error.server_request_id if error else None),
+            server_session_id=outcome.server_session_id if outcome else (error.server_session_id if error else None),
+            content_expiry=outcome.content_expiry if outcome else None,
             attempts=done.attempts,
             http_status=outcome.http_status if outcome else (error.http_status if error else None),
             ttfb_ms=outcome.ttfb_ms if outcome else None,
@@ -117,6 +121,7 @@ def made_result(work: RowWork, made: Made, *, out_dir: Path, fingerprint: str, s
         path=made.path.relative_to(out_dir).as_posix() if ok and made.path is not None else None,
         request_id=lead.request_id,
         server_request_id=lead.server_request_id,
+        server_session_id=lead.server_session_id,
         attempts=sum(part.attempts for part in parts),
         http_status=http_status,
         error=None if ok else made.error,
@@ -132,6 +137,8 @@ def made_result(work: RowWork, made: Made, *, out_dir: Path, fingerprint: str, s
         # When its last attempt ended, for a file of its own; else when it was joined.
         finished_at=(parts[0].finished_at if direct else None) or utc_now_iso(),
         reused=False,
+        # With --expire-content: what the answers said; several parts that disagree say each verdict once.
+        content_expiry=_joined_expiry(parts),
         carried=row.carried,
         extra=result_extra(work.item.variant, parts, split=split),
     )
@@ -142,3 +149,9 @@ def made_result(work: RowWork, made: Made, *, out_dir: Path, fingerprint: str, s
         if made.group_fingerprint is not None:
             result.extra["group_fingerprint"] = made.group_fingerprint
     return result
+
+
+def _joined_expiry(parts: list[Part]) -> str | None:
+    """The parts' ``x-content-expiry`` verdicts: one value when they agree, else each once (``applied,unavailable``)."""
+    verdicts = list(dict.fromkeys(part.content_expiry for part in parts if part.content_expiry))
+    return ",".join(verdicts) or None
