@@ -13,6 +13,8 @@ _EXPORTS = {
     "ApiKey": "batchtts.api.client",
     "AttemptOutcome": "batchtts.api.client",
     "SseDecoder": "batchtts.api.sse",
+    "error_body_message": "batchtts.api.answers",
+    "classify_http_error": "batchtts.api.answers",
     "request_id_for": "batchtts.api.ids",
     "new_run_token": "batchtts.api.ids",
     "DEFAULT_BASE_URL": "batchtts.api.endpoint",

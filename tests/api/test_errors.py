@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from batchtts.api.client import error_body_message
+from batchtts.api.answers import error_body_message
 from tests.runner_support import run_job, write_csv
 
 ZOD_VOICE = {"error": [{"code": "custom", "path": ["voice_id"], "message": "Invalid Voice ID"}]}

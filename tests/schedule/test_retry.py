@@ -8,7 +8,7 @@ import anyio
 import pytest
 from tenacity import RetryCallState
 
-from batchtts.api.client import parse_retry_after
+from batchtts.api.answers import parse_retry_after
 from batchtts.errors import (
     AuthRejected,
     NetworkError,
