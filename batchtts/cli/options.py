@@ -27,7 +27,7 @@ from batchtts.api.request import (
     SPEED_MIN,
     is_valid_id,
 )
-from batchtts.manifest.readers import CsvDialect, parse_column_names, parse_delimiter, parse_quote
+from batchtts.manifest.dialect import CsvDialect, parse_column_names, parse_delimiter, parse_quote
 from batchtts.units import Rate, parse_rate
 
 F = TypeVar("F", bound=Callable[..., Any])

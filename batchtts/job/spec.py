@@ -8,7 +8,7 @@ from typing import Any
 
 from batchtts.api.endpoint import DEFAULT_BASE_URL
 from batchtts.job.shaping.options import ShapeOptions
-from batchtts.manifest.readers import CsvDialect
+from batchtts.manifest.dialect import CsvDialect
 from batchtts.schedule.retry import RetryPolicy
 from batchtts.units import Deadline, Rate
 

@@ -7,7 +7,7 @@ from batchtts._lazy import lazy_exports
 
 _EXPORTS = {
     "Manifest": "batchtts.manifest.readers",
-    "CsvDialect": "batchtts.manifest.readers",
+    "CsvDialect": "batchtts.manifest.dialect",
     "Row": "batchtts.manifest.readers",
     "open_manifest": "batchtts.manifest.readers",
     "PlannedRow": "batchtts.manifest.planner",

@@ -14,7 +14,7 @@ from click.testing import CliRunner, Result
 
 from batchtts.cli import main
 from batchtts.cli.options import dialect_from, manifest_options
-from batchtts.manifest.readers import CsvDialect
+from batchtts.manifest.dialect import CsvDialect
 
 
 def invoke(*args: str | Path) -> Result:

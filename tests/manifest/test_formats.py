@@ -11,16 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from batchtts.errors import ManifestError
+from batchtts.manifest.dialect import CsvDialect, parse_column_names, parse_delimiter, parse_quote
 from batchtts.manifest.planner import RowPlanner
-from batchtts.manifest.readers import (
-    COMPRESSIONS,
-    CsvDialect,
-    Row,
-    open_manifest,
-    parse_column_names,
-    parse_delimiter,
-    parse_quote,
-)
+from batchtts.manifest.readers import Row, open_manifest
+from batchtts.manifest.sources import COMPRESSIONS
 
 
 def write_bytes(path: Path, data: bytes) -> Path:
@@ -276,7 +270,7 @@ def test_compressed_headerless_file(tmp_path: Path) -> None:
 
 
 def test_compressed_csv_streams_with_flat_memory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("batchtts.manifest.readers.CSV_BLOCK_SIZE", 16 << 10)  # small blocks: a small file shows it
+    monkeypatch.setattr("batchtts.manifest.sources.CSV_BLOCK_SIZE", 16 << 10)  # small blocks: a small file shows it
     n = 150_000
     path = tmp_path / "big.csv.gz"
     whole = 0

@@ -196,7 +196,7 @@ def test_ndjson_extension_and_keys_missing_in_some_rows(tmp_path: Path) -> None:
 
 
 def test_jsonl_override_key_first_seen_after_the_schema_sample(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("batchtts.manifest.readers.JSONL_SCHEMA_SAMPLE", 2)
+    monkeypatch.setattr("batchtts.manifest.sources.JSONL_SCHEMA_SAMPLE", 2)
     path = write_jsonl(tmp_path / "m.jsonl", [{"text": "a"}, {"text": "b"}, {"text": "c", "speed": 1.5, "late": 1}])
     manifest = open_manifest(path)
     assert manifest.columns == ["text"]
