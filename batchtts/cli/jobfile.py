@@ -42,8 +42,8 @@ TABLES: dict[str, tuple[str, ...]] = {
     ),
     "api": ("base-url", "api-key-file", "local", "engine", "timeout", "connect-timeout"),
     "limits": (
-        "concurrency", "rate", "adaptive", "max-attempts", "max-backoff", "deadline", "max-characters", "limit",
-        "grace",
+        "concurrency", "max-concurrency", "rate", "adaptive", "max-attempts", "max-backoff", "deadline",
+        "max-characters", "limit", "grace",
     ),
     "files": (
         "max-chars", "join-gap-ms", "group-by", "order-by", "title-column", "voices", "keep-parts", "shard-dirs",

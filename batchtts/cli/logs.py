@@ -124,4 +124,5 @@ class JsonProgress(PlainProgress):
             eta_seconds=self.eta_seconds(),
             in_flight=limits.in_flight if limits else None,
             concurrency=limits.concurrency if limits else None,
+            auto=limits.auto if limits else None,
         )

@@ -2,7 +2,8 @@
 
 On a terminal: a live rich display. Off a terminal: a plain line now and then,
 so cron mail and CI logs stay readable. Both show rows done and failed, rows/s,
-ETA, streams in flight and the current effective concurrency and pace.
+ETA, streams in flight and the current effective concurrency (the cap
+``--concurrency auto`` has reached) and pace.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ def _describe_limits(state: ThrottleState | None) -> str:
     if state is None:
         return ""
     pace = f"{state.rate_per_second:.1f}/s" if state.rate_per_second else "unpaced"
-    return f"in flight {state.in_flight}/{state.concurrency}, pace {pace}"
+    cap = f"{state.concurrency} (auto)" if state.auto else str(state.concurrency)
+    return f"in flight {state.in_flight}/{cap}, pace {pace}"
 
 
 class PlainProgress(ProgressReporter):

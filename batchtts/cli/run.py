@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import click
 
@@ -17,6 +17,7 @@ from batchtts.cli.options import manifest_options, parse_rate_option, request_de
 from batchtts.cli.shape_options import shape_from, shape_options
 from batchtts.server.engines import ENGINES
 from batchtts.storage.names import FILE_FORMATS
+from batchtts.units import AUTO, DEFAULT_MAX_CONCURRENCY, MAX_STREAMS, parse_concurrency
 
 
 def _deadline(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
@@ -28,6 +29,18 @@ def _deadline(ctx: click.Context, param: click.Parameter, value: str | None) -> 
         return parse_deadline(str(value))
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+
+
+class Concurrency(click.ParamType):
+    """``auto`` or a number of streams (a job file may give either as a number or text)."""
+
+    name = "auto|N"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return parse_concurrency(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 def _read_key(api_key_file: Path | None) -> str:
@@ -96,7 +109,21 @@ def _count_in_background(manifest: Any, progress: Any, per_row: int = 1) -> None
     "--engine", type=click.Choice(ENGINES), default="auto", show_default=True, help="Local server engine, with --local."
 )
 @click.option(
-    "--concurrency", type=click.IntRange(1, 1024), default=4, show_default=True, help="Streams in flight at most."
+    "--concurrency",
+    type=Concurrency(),
+    default=AUTO,
+    show_default=True,
+    metavar="auto|N",
+    help="Streams at once: auto finds the account's limit (one stream, more while all succeed, "
+    "settling below a refusal); N is a fixed cap.",
+)
+@click.option(
+    "--max-concurrency",
+    type=click.IntRange(1, MAX_STREAMS),
+    default=DEFAULT_MAX_CONCURRENCY,
+    show_default=True,
+    metavar="N",
+    help="With --concurrency auto: the most streams it grows to.",
 )
 @click.option(
     "--rate", callback=parse_rate_option, metavar="N/s|N/min|N/h", help="Pace request starts to at most N per period."
@@ -195,7 +222,8 @@ def run(
     api_key_file: Path | None,
     local: bool,
     engine: str,
-    concurrency: int,
+    concurrency: int | Literal["auto"],
+    max_concurrency: int,
     rate: Any,
     adaptive: bool,
     max_attempts: int,
@@ -224,7 +252,7 @@ def run(
 
     \b
     Example:
-      batchtts run lines.csv --out out/ --voice-id emily --concurrency 8 --rate 300/min
+      batchtts run lines.csv --out out/ --voice-id emily --rate 300/min
       batchtts run lines.csv --out out/ --local        # no key, bundled local server
       batchtts run --job jobs/nightly-dataset.toml --deadline 5h
     """
@@ -255,6 +283,7 @@ def run(
         file_format=file_format,
         shape=shape,
         concurrency=concurrency,
+        max_concurrency=max_concurrency,
         rate=rate,
         adaptive=adaptive,
         retry=RetryPolicy(max_attempts=max_attempts, max_backoff=max_backoff, time_scale=backoff_scale),

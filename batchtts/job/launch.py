@@ -92,7 +92,7 @@ class Job:
         async with _endpoint(self.spec.base_url, key, local, engine, announce) as (url, secret):
             client = WavesClient(url, ApiKey(secret), idle_timeout=self.spec.idle_timeout,
                                  connect_timeout=self.spec.connect_timeout,
-                                 max_connections=self.spec.concurrency)  # fmt: skip
+                                 max_connections=self.spec.streams)  # fmt: skip
             runner = Runner(self.spec, self.manifest, client, progress, redact=redactor(secret))
             try:
                 progress.start()
