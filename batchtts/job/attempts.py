@@ -116,7 +116,7 @@ class Attempts:
         done = Synthesized()
         finished: AudioSink | None = None
         try:
-            async for attempt in retrying(self._retry):
+            async for attempt in retrying(self._retry, sleep=self._throttle.rest):
                 with attempt:
                     finished = await self._attempt(request, key, path, file_format, done)
         except AuthRejected as exc:

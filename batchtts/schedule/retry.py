@@ -10,6 +10,7 @@ tests exercise real retries in milliseconds (the idea of stamina's test mode).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import anyio
@@ -39,12 +40,12 @@ class _BackoffOrRetryAfter(wait_base):
         return seconds * self._policy.time_scale
 
 
-def retrying(policy: RetryPolicy) -> AsyncRetrying:
-    """An ``async for attempt in retrying(p): with attempt: ...`` loop."""
+def retrying(policy: RetryPolicy, sleep: Callable[[float], Awaitable[None]] = anyio.sleep) -> AsyncRetrying:
+    """An ``async for attempt in retrying(p): with attempt: ...`` loop; ``sleep`` waits between attempts."""
     return AsyncRetrying(
         stop=stop_after_attempt(policy.max_attempts),
         wait=_BackoffOrRetryAfter(policy),
         retry=retry_if_exception_type(TransientError),
-        sleep=anyio.sleep,
+        sleep=sleep,
         reraise=True,
     )

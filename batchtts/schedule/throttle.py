@@ -27,6 +27,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Literal
 
@@ -211,6 +212,18 @@ class AutoConcurrency:
         return self._quiet
 
 
+class _Turn:
+    """A worker's turn, shared by the tasks making its row (parts of a split text run in child tasks)."""
+
+    __slots__ = ("held",)
+
+    def __init__(self) -> None:
+        self.held = True
+
+
+_current_turn: ContextVar[_Turn | None] = ContextVar("batchtts_turn", default=None)
+
+
 class Throttle:
     """Stream cap (fixed or auto) + GCRA pacing + window guard + AIMD on 429s + Retry-After pauses."""
 
@@ -300,8 +313,39 @@ class Throttle:
 
         A worker waits here, not with a row in hand, so a row starts when one of
         its requests could go (a deadline, a signal or ``--limit`` is checked then)
-        and a job never has more rows under way than streams.
+        and a job never has more rows under way than streams. A row waiting out a
+        backoff lends its turn (:meth:`rest`).
         """
+        await self._take_turn()
+        held = _Turn()
+        token = _current_turn.set(held)
+        try:
+            yield
+        finally:
+            _current_turn.reset(token)
+            if held.held:
+                held.held = False
+                await self._give_turn()
+
+    async def rest(self, seconds: float) -> None:
+        """Wait ``seconds`` (a retry's backoff, a Retry-After) without holding the row's turn.
+
+        Another row may start meanwhile: on a 1-stream account, a request refused
+        with ``Retry-After: 1`` would otherwise leave the account idle for that
+        second. The row takes a turn again (waiting for one if need be) before its
+        next attempt.
+        """
+        held = _current_turn.get()
+        if held is None or not held.held:
+            await self._sleep(seconds)
+            return
+        held.held = False  # cancelled from here on, the row ends without a turn to give back
+        await self._give_turn()
+        await self._sleep(seconds)
+        await self._take_turn()
+        held.held = True
+
+    async def _take_turn(self) -> None:
         async with self._turn_free:
             while self._turns >= int(self._limit):
                 self._waiting += 1
@@ -310,12 +354,11 @@ class Throttle:
                 finally:
                     self._waiting -= 1
             self._turns += 1
-        try:
-            yield
-        finally:
-            async with self._turn_free:
-                self._turns -= 1
-                self._notify_turns()
+
+    async def _give_turn(self) -> None:
+        async with self._turn_free:
+            self._turns -= 1
+            self._notify_turns()
 
     def _notify_turns(self) -> None:
         """Wake as many waiting workers as may take a turn now (not all: 64 workers, 1 stream)."""
