@@ -1,15 +1,39 @@
-"""Parsing of the human-friendly quantities options take: rates, durations, deadlines."""
+"""Parsing of the human-friendly quantities options take: rates, durations, deadlines, concurrency."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Final, Literal
 
 _PERIODS = {"s": 1.0, "sec": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0, "hr": 3600.0}
 _RATE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*/\s*([a-z]+)\s*")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)?")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+#: ``--concurrency auto``: the stream cap is found at run time (``batchtts.schedule.throttle.AutoConcurrency``).
+AUTO: Final = "auto"
+#: The highest cap ``--concurrency auto`` grows to unless ``--max-concurrency`` says otherwise.
+DEFAULT_MAX_CONCURRENCY = 64
+#: The most streams one job may run (``--concurrency`` and ``--max-concurrency``).
+MAX_STREAMS = 1024
+
+
+def parse_concurrency(value: object) -> int | Literal["auto"]:
+    """``auto`` or a whole number of streams, 1 to MAX_STREAMS (text or int); raise ValueError naming both forms."""
+    if isinstance(value, str) and value.strip().lower() == AUTO:
+        return AUTO
+    if isinstance(value, str) and value.strip().isdigit():
+        streams = int(value.strip())
+    elif isinstance(value, int) and not isinstance(value, bool):
+        streams = value
+    else:
+        raise ValueError(f"{value!r} is not a concurrency; use auto or a whole number of streams")
+    if not 1 <= streams <= MAX_STREAMS:
+        raise ValueError(f"{streams} streams is not within 1 to {MAX_STREAMS}")
+    return streams
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,10 @@ _WAVE_FORMAT_EXTENSIBLE = 0xFFFE
 #: The WAV format tag of each G.711 ``output_format``.
 G711_TAGS = {"ulaw": _WAVE_FORMAT_MULAW, "alaw": _WAVE_FORMAT_ALAW}
 _G711_HEADER_SIZE = 58  # RIFF/WAVE + fmt (18) + fact (4) + data header
+#: The canonical 16-bit PCM WAV header (RIFF/WAVE + fmt (16) + data header), as libsndfile writes it.
+PCM16_WAV_HEADER_SIZE = 44
+#: The largest data chunk a RIFF size field can declare.
+_MAX_RIFF_DATA = 0xFFFFFFFF - (PCM16_WAV_HEADER_SIZE - 8)
 
 
 class MalformedAudio(StreamIncomplete):
@@ -116,6 +120,29 @@ def _check_wav_fmt(body: bytes) -> int:
             f"WAV header is not 16-bit mono PCM (format {tag}, {channels} channels, {bits} bits, {rate} Hz)"
         )
     return rate
+
+
+# --- the WAV files the sink writes -------------------------------------------------
+
+
+def pcm16_wav_header(sample_rate: int, data_bytes: int) -> bytes:
+    """The 44-byte header of a 16-bit mono PCM WAV holding ``data_bytes`` of samples.
+
+    Byte for byte what libsndfile writes for the same file. A stream longer than a
+    RIFF size can say (over 4 GiB) declares the largest size, as streaming tools do.
+    """
+    data_bytes = min(data_bytes, _MAX_RIFF_DATA)
+    return b"".join(
+        (
+            b"RIFF",
+            struct.pack("<I", PCM16_WAV_HEADER_SIZE - 8 + data_bytes),
+            b"WAVE",
+            b"fmt ",
+            struct.pack("<IHHIIHH", 16, _WAVE_FORMAT_PCM, 1, sample_rate, sample_rate * 2, 2, 16),
+            b"data",
+            struct.pack("<I", data_bytes),
+        )
+    )
 
 
 # --- G.711 ---------------------------------------------------------------------

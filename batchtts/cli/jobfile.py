@@ -44,8 +44,8 @@ TABLES: dict[str, tuple[str, ...]] = {
     ),
     "api": ("base-url", "api-key-file", "local", "engine", "timeout", "connect-timeout", "voice-check"),
     "limits": (
-        "concurrency", "rate", "adaptive", "max-attempts", "max-rate-limited", "max-backoff", "deadline",
-        "max-characters", "limit", "grace",
+        "concurrency", "max-concurrency", "rate", "adaptive", "max-attempts", "max-rate-limited", "max-backoff",
+        "deadline", "max-characters", "limit", "grace",
     ),
     "files": (
         "max-chars", "join-gap-ms", "group-by", "order-by", "title-column", "voices", "keep-parts", "shard-dirs",

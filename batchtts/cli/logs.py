@@ -136,4 +136,5 @@ class JsonProgress(PlainProgress):
             in_flight=live.streams if live else None,
             concurrency=live.concurrency if live else None,
             audio_seconds=round(live.audio_seconds, 3) if live else None,
+            auto=live.auto if live else None,
         )

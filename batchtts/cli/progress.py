@@ -2,7 +2,8 @@
 
 On a terminal: a live rich display. Off a terminal: a plain line now and then,
 so cron mail and CI logs stay readable. Both show rows done and failed, rows/s,
-ETA, streams in flight and the current effective concurrency and pace.
+ETA, streams in flight and the current effective concurrency (the cap
+``--concurrency auto`` has reached) and pace.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ def describe_in_flight(live: InFlight | None) -> str:
     if live is None:
         return ""
     pace = f"{live.rate_per_second:.1f}/s" if live.rate_per_second else "unpaced"
-    return f"streaming {live.streams}/{live.concurrency}, pace {pace}, {format_duration(live.audio_seconds)} of audio"
+    cap = f"{live.concurrency} (auto)" if live.auto else str(live.concurrency)
+    return f"streaming {live.streams}/{cap}, pace {pace}, {format_duration(live.audio_seconds)} of audio"
 
 
 class PlainProgress(ProgressReporter):

@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import click
 
@@ -23,6 +23,7 @@ from batchtts.cli.options import (
 from batchtts.cli.shape_options import shape_from, shape_options
 from batchtts.server.engines import ENGINES
 from batchtts.storage.names import FILE_FORMATS
+from batchtts.units import AUTO, DEFAULT_MAX_CONCURRENCY, MAX_STREAMS, parse_concurrency
 
 
 def _deadline(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
@@ -34,6 +35,18 @@ def _deadline(ctx: click.Context, param: click.Parameter, value: str | None) -> 
         return parse_deadline(str(value))
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+
+
+class Concurrency(click.ParamType):
+    """``auto`` or a number of streams (a job file may give either as a number or text)."""
+
+    name = "auto|N"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return parse_concurrency(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 def _read_key(api_key_file: Path | None) -> str:
@@ -108,7 +121,21 @@ def _count_in_background(manifest: Any, progress: Any, per_row: int = 1) -> None
     "--engine", type=click.Choice(ENGINES), default="auto", show_default=True, help="Local server engine, with --local."
 )
 @click.option(
-    "--concurrency", type=click.IntRange(1, 1024), default=4, show_default=True, help="Streams in flight at most."
+    "--concurrency",
+    type=Concurrency(),
+    default=AUTO,
+    show_default=True,
+    metavar="auto|N",
+    help="Streams at once: auto finds the account's limit (one stream, more while all succeed, "
+    "settling below a refusal); N is a fixed cap.",
+)
+@click.option(
+    "--max-concurrency",
+    type=click.IntRange(1, MAX_STREAMS),
+    default=DEFAULT_MAX_CONCURRENCY,
+    show_default=True,
+    metavar="N",
+    help="With --concurrency auto: the most streams it grows to.",
 )
 @click.option(
     "--rate", callback=parse_rate_option, metavar="N/s|N/min|N/h", help="Pace request starts to at most N per period."
@@ -222,7 +249,8 @@ def run(
     api_key_file: Path | None,
     local: bool,
     engine: str,
-    concurrency: int,
+    concurrency: int | Literal["auto"],
+    max_concurrency: int,
     rate: Any,
     adaptive: bool,
     max_attempts: int,
@@ -253,7 +281,7 @@ def run(
 
     \b
     Example:
-      batchtts run jobs/demo.csv --out out/ --voice-id emily --concurrency 8 --rate 300/min
+      batchtts run jobs/demo.csv --out out/ --voice-id emily --rate 300/min
       batchtts run jobs/demo.csv --out out/ --local        # no key, bundled local server
       batchtts run --job jobs/nightly-dataset.toml --deadline 5h
     """
@@ -288,6 +316,7 @@ def run(
         file_format=file_format,
         shape=shape,
         concurrency=concurrency,
+        max_concurrency=max_concurrency,
         rate=rate,
         adaptive=adaptive,
         retry=RetryPolicy(

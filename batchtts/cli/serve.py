@@ -24,6 +24,20 @@ def _faults(ctx: click.Context, param: click.Parameter, values: tuple[str, ...])
     return faults
 
 
+def _answer_delay(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, float]:
+    if value is None:
+        return (0.0, 0.0)
+    low_text, _, high_text = value.partition("-")
+    try:
+        low = float(low_text)
+        high = float(high_text) if high_text else low
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not SECONDS or LOW-HIGH (e.g. 0.05-0.3)", ctx, param) from None
+    if not 0 <= low <= high:
+        raise click.BadParameter(f"{value!r}: need 0 <= LOW <= HIGH", ctx, param)
+    return (low, high)
+
+
 @click.command()
 @click.option("--host", default=DEFAULT_HOST, show_default=True, help="Interface to listen on.")
 @click.option(
@@ -73,6 +87,13 @@ def _faults(ctx: click.Context, param: click.Parameter, values: tuple[str, ...])
     show_default=True,
     metavar="SECONDS",
     help="Count each request against the limits up to this long after it arrived (random, as a busy gateway).",
+)
+@click.option(
+    "--answer-delay",
+    callback=_answer_delay,
+    metavar="SECONDS[-SECONDS]",
+    help="Send each stream's status line and headers with its first audio, this long after the request "
+    "arrived (a range: drawn per request), as an API that answers late; the limits count on arrival.",
 )
 @click.option(
     "--chunk-ms",
@@ -148,6 +169,7 @@ def serve(
     concurrency: int | None,
     latency: float,
     admission_delay: float,
+    answer_delay: tuple[float, float],
     chunk_ms: float,
     realtime_factor: float,
     faults: dict[str, float],
@@ -183,6 +205,7 @@ def serve(
             concurrency=concurrency,
             latency=latency,
             admission_delay=admission_delay,
+            answer_delay=answer_delay,
             chunk_ms=chunk_ms,
             realtime_factor=realtime_factor,
             faults=faults,

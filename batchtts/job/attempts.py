@@ -26,7 +26,7 @@ from batchtts.job.stopping import StopControl
 from batchtts.ledger import utc_now_iso
 from batchtts.outcomes import Stop, StopReason
 from batchtts.schedule.retry import RetryPolicy, retrying
-from batchtts.schedule.throttle import Throttle
+from batchtts.schedule.throttle import Throttle, refusal_kind
 
 
 @dataclass(slots=True)
@@ -122,7 +122,7 @@ class Attempts:
         done = Synthesized()
         finished: AudioSink | None = None
         try:
-            async for attempt in retrying(self._retry):
+            async for attempt in retrying(self._retry, sleep=self._throttle.rest):
                 with attempt:
                     finished = await self._attempt(request, key, path, file_format, done)
         except AccessDenied as exc:  # a refused key or a usage limit: nothing more is sent
@@ -160,7 +160,7 @@ class Attempts:
                 sink.finish()
             except RateLimited as exc:
                 sink.abort()
-                throttle.on_rate_limited(start.granted_at, exc.retry_after)
+                throttle.on_rate_limited(start, exc.retry_after, kind=refusal_kind(exc.message))
                 raise
             except OSError as exc:  # the audio came, the disk refused it (full?): retrying would not help
                 sink.abort()

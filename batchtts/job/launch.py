@@ -99,7 +99,7 @@ class Job:
             client = WavesClient(url, ApiKey(secret), expire_content=self.spec.expire_content,
                                  idle_timeout=self.spec.idle_timeout,
                                  connect_timeout=self.spec.connect_timeout,
-                                 max_connections=self.spec.concurrency)  # fmt: skip
+                                 max_connections=self.spec.streams)  # fmt: skip
             try:
                 progress.start()
                 voices = await voice_catalog(client, redactor(secret)) if self.spec.voice_check else None

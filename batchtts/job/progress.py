@@ -30,6 +30,7 @@ class InFlight:
     concurrency: int  # the stream cap now
     rate_per_second: float | None  # the pace now (None: unpaced)
     audio_seconds: float  # audio received by this run so far, streams in flight included
+    auto: bool = False  # the cap is --concurrency auto's, found as the job runs
 
 
 class ProgressReporter:

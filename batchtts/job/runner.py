@@ -3,9 +3,12 @@
 A producer streams the manifest, plans each row and turns it into work items
 (:meth:`Assembly.items`): bad ones are recorded failed at once, with no
 request; earlier results that stand are kept (:mod:`batchtts.job.reuse`); the
-rest go to a fixed pool of workers over a small bounded channel, so memory does
-not grow with the manifest. Each worker asks the start gate (deadline, budget,
-limit), then has the item made (:class:`Assembly`, through
+rest go to a fixed pool of workers (one per stream the job may run:
+``--concurrency N`` or ``--max-concurrency``) over a small bounded channel, so
+memory does not grow with the manifest. A worker takes an item only in its
+turn (:meth:`Throttle.turn`: no more items under way than the stream cap
+allows, which ``--concurrency auto`` finds as it goes), asks the start gate
+(deadline, budget, limit), then has the item made (:class:`Assembly`, through
 :class:`~batchtts.job.attempts.Attempts`). Every result goes through the
 :class:`~batchtts.job.recorder.Recorder` into the journal at once; the results
 manifest and summary.json are written from the journal when the job ends,
@@ -58,6 +61,8 @@ from batchtts.schedule.throttle import Throttle
 from batchtts.storage import remove_stale_results_temp
 
 log = logging.getLogger("batchtts")
+#: The level of what a run says by default (the command line names it NOTICE).
+NOTICE = 25
 
 
 class Runner:
@@ -80,7 +85,11 @@ class Runner:
         self._redact = redact
         self._stops = StopControl(grace_seconds=spec.grace_seconds)
         self._throttle = Throttle(
-            spec.concurrency, spec.rate, adaptive=spec.adaptive, retry_after_scale=spec.retry.time_scale
+            spec.concurrency,
+            spec.rate,
+            max_concurrency=spec.max_concurrency,
+            adaptive=spec.adaptive,
+            retry_after_scale=spec.retry.time_scale,
         )
         self._gate = StartGate(deadline=spec.deadline, max_characters=spec.max_characters, limit=spec.limit)
         #: Finished files are made durable and renamed in groups, out of the stream slots.
@@ -101,7 +110,7 @@ class Runner:
             manifest,
             out_dir=spec.out_dir,
             file_format=spec.file_format,
-            concurrency=spec.concurrency,
+            concurrency=spec.streams,
             defaults=spec.defaults,
             attempts=attempts,
             recorder=self._recorder,
@@ -127,7 +136,7 @@ class Runner:
         """The job at this moment, for displays that print on a clock (read from their thread)."""
         state = self._throttle.state
         audio = self.summary.audio_seconds + self._attempts.audio_seconds_in_flight()
-        return InFlight(state.in_flight, state.concurrency, state.rate_per_second, audio)
+        return InFlight(state.in_flight, state.concurrency, state.rate_per_second, audio, state.auto)
 
     async def run(self) -> JobSummary:
         started = time.monotonic()
@@ -164,8 +173,9 @@ class Runner:
 
     async def _run_rows(self, work_scope: anyio.CancelScope) -> None:
         """The producer outlives the workers: after a stop it still records the rest of the manifest."""
-        send, receive = anyio.create_memory_object_stream[WorkItem](self.spec.concurrency)
-        clones = [receive.clone() for _ in range(self.spec.concurrency)]
+        # One worker per stream the job may ever run; the throttle's turns decide how many work at once.
+        send, receive = anyio.create_memory_object_stream[WorkItem](self.spec.streams)
+        clones = [receive.clone() for _ in range(self.spec.streams)]
         receive.close()
         async with anyio.create_task_group() as rows:
             rows.start_soon(self._produce, send)
@@ -242,18 +252,24 @@ class Runner:
         )
 
     async def _work(self, receive: MemoryObjectReceiveStream[WorkItem]) -> None:
+        """Take a row only in a turn (a stream could start now), so the gate and a stop see it when it starts."""
         async with receive:
-            async for item in receive:
-                if self._stops.stopping:
-                    return
-                refusal = self._gate.admit(len(item.request.text))
-                if refusal is not None:
-                    self._stops.stop_starting(
-                        Stop.because(refusal.reason, refusal.message, next_step=refusal.next_step)
-                    )
-                    return
-                self._recorder.started(item)
-                await self._assembly.make(item)
+            while True:
+                async with self._throttle.turn():
+                    try:
+                        item = await receive.receive()
+                    except anyio.EndOfStream:
+                        return
+                    if self._stops.stopping:
+                        return
+                    refusal = self._gate.admit(len(item.request.text))
+                    if refusal is not None:
+                        self._stops.stop_starting(
+                            Stop.because(refusal.reason, refusal.message, next_step=refusal.next_step)
+                        )
+                        return
+                    self._recorder.started(item)
+                    await self._assembly.make(item)
 
     # --- the end ----------------------------------------------------------------------
 
@@ -265,6 +281,7 @@ class Runner:
         self._recorder.record_unfinished()
         journal.close()
         summary.rate_limited = self._throttle.rate_limited
+        self._say_concurrency()
         summary.results_path = spec.results
         write_journal_results(
             journal,
@@ -281,6 +298,24 @@ class Runner:
         summary.finished_at = utc_now_iso()
         document = summary_document(summary, manifest=spec.manifest, out_dir=spec.out_dir)
         write_summary_json(spec.out_dir / SUMMARY_NAME, document)
+
+    def _say_concurrency(self) -> None:
+        """--concurrency auto: one line on what the job found."""
+        auto = self._throttle.auto
+        if auto is None or self.summary.attempts == 0:
+            return
+        if auto.refused_at is None:
+            found = f"no stream refused; up to {auto.highest} at once (--max-concurrency {auto.ceiling})"
+        else:
+            found = f"the account refused {auto.refused_at} streams at once"
+        fields = {"concurrency": auto.cap, "highest": auto.highest, "refused_at": auto.refused_at}
+        log.log(
+            NOTICE,
+            "concurrency auto: %d stream(s) at the end; %s",
+            auto.cap,
+            found,
+            extra={"event": "concurrency", "fields": fields},
+        )
 
     def _note_failure(self, failure: BaseException | None) -> None:
         """An exception that ended the run is its stop reason (KeyboardInterrupt & co: the interpreter decides)."""

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from batchtts.api.endpoint import DEFAULT_BASE_URL
+from batchtts.errors import UsageError
 from batchtts.job.shaping.options import ShapeOptions
 from batchtts.manifest.dialect import CsvDialect
 from batchtts.schedule.retry import RetryPolicy
-from batchtts.units import Deadline, Rate
+from batchtts.units import AUTO, DEFAULT_MAX_CONCURRENCY, Deadline, Rate
 
 
 @dataclass(slots=True)
@@ -31,7 +32,10 @@ class JobSpec:
     dialect: CsvDialect = field(default_factory=CsvDialect)
     defaults: dict[str, Any] = field(default_factory=dict)
     file_format: str = "wav"
-    concurrency: int = 4
+    #: Streams at once: ``"auto"`` finds the account's limit (from one stream up to
+    #: ``max_concurrency``, see :class:`batchtts.schedule.throttle.AutoConcurrency`), a number is a fixed cap.
+    concurrency: int | Literal["auto"] = AUTO
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     rate: Rate | None = None
     adaptive: bool = True
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -59,8 +63,17 @@ class JobSpec:
 
     def __post_init__(self) -> None:
         self.manifest, self.out_dir = Path(self.manifest), Path(self.out_dir)
+        if self.concurrency != AUTO and not _is_count(self.concurrency):
+            raise UsageError(f"concurrency: {self.concurrency!r} is not {AUTO!r} or a whole number of at least 1")
+        if not _is_count(self.max_concurrency):
+            raise UsageError(f"max_concurrency: {self.max_concurrency!r} is not a whole number of at least 1")
         if self.results_path is not None:
             self.results_path = Path(self.results_path)
+
+    @property
+    def streams(self) -> int:
+        """The most streams the job may run at once: its workers and connections."""
+        return self.max_concurrency if self.concurrency == AUTO else int(self.concurrency)
 
     @property
     def results(self) -> Path:
@@ -69,3 +82,7 @@ class JobSpec:
     @property
     def state_dir(self) -> Path:
         return self.out_dir / ".batchtts"
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1

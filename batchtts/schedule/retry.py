@@ -12,6 +12,7 @@ tests exercise real retries in milliseconds (the idea of stamina's test mode).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import anyio
@@ -64,12 +65,12 @@ class _AttemptBudgets(stop_base):
         return self._failed >= self._policy.max_attempts or self._rate_limited >= self._policy.max_rate_limited
 
 
-def retrying(policy: RetryPolicy) -> AsyncRetrying:
-    """An ``async for attempt in retrying(p): with attempt: ...`` loop."""
+def retrying(policy: RetryPolicy, sleep: Callable[[float], Awaitable[None]] = anyio.sleep) -> AsyncRetrying:
+    """An ``async for attempt in retrying(p): with attempt: ...`` loop; ``sleep`` waits between attempts."""
     return AsyncRetrying(
         stop=_AttemptBudgets(policy),
         wait=_BackoffOrRetryAfter(policy),
         retry=retry_if_exception_type(TransientError),
-        sleep=anyio.sleep,
+        sleep=sleep,
         reraise=True,
     )

@@ -50,6 +50,11 @@ class ServerConfig:
     #: arriving and the limits counting it, as a busy gateway's queue would: the
     #: account's window then sees starts later, and bunched, than clients sent them.
     admission_delay: float = 0.0
+    #: (low, high) seconds: each stream's answer (status line and headers) waits until a delay
+    #: drawn uniformly from this range after the request arrived, and goes with the first audio
+    #: (``batchtts/server/answers.py``); the limits still count the request when it arrived.
+    #: (0, 0) = answer at once, the audio following after ``latency``.
+    answer_delay: tuple[float, float] = (0.0, 0.0)
     #: Fault kind -> probability per request (0..1).
     faults: dict[str, float] = field(default_factory=dict)
     #: Seed of the fault draws; None = a fresh seed each start.
@@ -81,6 +86,10 @@ class ServerConfig:
             raise ValueError(f"latency: {self.latency} must not be negative")
         if self.admission_delay < 0:
             raise ValueError(f"admission_delay: {self.admission_delay} must not be negative")
+        low, high = self.answer_delay
+        if not 0 <= low <= high:
+            raise ValueError(f"answer_delay: {low:g} to {high:g} is not a range of seconds (0 <= low <= high)")
+        object.__setattr__(self, "answer_delay", (float(low), float(high)))
         if self.chunk_ms <= 0:
             raise ValueError(f"chunk_ms: {self.chunk_ms} must be positive")
         if self.realtime_factor < 0:
@@ -117,6 +126,10 @@ class ServerConfig:
         object.__setattr__(self, "forbidden_keys", frozenset(self.forbidden_keys))
         object.__setattr__(self, "plan_gated_models", frozenset(self.plan_gated_models))
 
+    @property
+    def answers_late(self) -> bool:
+        return self.answer_delay != (0.0, 0.0)
+
     def describe_limits(self) -> str:
         """Limits, faults and layout in one human line (never the key)."""
         parts = [
@@ -130,6 +143,9 @@ class ServerConfig:
         ]
         if self.admission_delay:
             parts.append(f"admission delay: up to {self.admission_delay:g}s")
+        if self.answers_late:
+            low, high = self.answer_delay
+            parts.append(f"answers with the first audio after {low:g}s" + (f" to {high:g}s" if high != low else ""))
         active = {k: p for k, p in self.faults.items() if p > 0}
         if active:
             listed = ", ".join(f"{k}:{p:g}" for k, p in active.items())

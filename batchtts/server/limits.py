@@ -94,7 +94,7 @@ class AccountLimits:
             if wait > 0:
                 return Refusal(
                     "rate_limit_exceeded",
-                    f"too many requests: the limit is {self.rate.rate}",
+                    f"too many requests: the rate limit is {self.rate.rate}",
                     retry_after=wait,
                 )
             self.rate.record(now)

@@ -39,6 +39,15 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _served(app: object, config: ServerConfig) -> object:
+    """The ASGI app uvicorn runs: the app, behind late answers when ``config.answer_delay`` asks for them."""
+    if not config.answers_late:
+        return app
+    from batchtts.server.answers import LateAnswers
+
+    return LateAnswers(app, config.answer_delay, seed=config.seed)  # type: ignore[arg-type]
+
+
 def _uvicorn_server(app: object, *, quiet: bool) -> object:
     import uvicorn
 
@@ -89,7 +98,7 @@ class LocalServer:
             return self
         sock = _bind("127.0.0.1", 0)
         self.port = sock.getsockname()[1]
-        server = _uvicorn_server(self.app, quiet=True)
+        server = _uvicorn_server(_served(self.app, self.config), quiet=True)
         self._server = server
         failure: list[BaseException] = []
 
@@ -162,7 +171,7 @@ def serve_forever(
     if announce is not None:
         engine = app.state.engine.name
         announce(f"batchtts serve: {_url(config.host, port)} (engine: {engine}; {config.describe_limits()})")
-    server = _uvicorn_server(app, quiet=False)
+    server = _uvicorn_server(_served(app, config), quiet=False)
     try:
         server.run(sockets=[sock])  # type: ignore[attr-defined]
     finally:

@@ -8,6 +8,7 @@ hence the lock.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter, deque
 from typing import Any
 
@@ -27,6 +28,7 @@ class ServerStats:
             self._faults: Counter[str] = Counter()
             self._starts: deque[float] = deque(maxlen=MAX_START_TIMES)
             self._starts_total = 0
+            self._ends: deque[float] = deque(maxlen=MAX_START_TIMES)
             self._active = 0
             self._max_active = 0
             self._completed = 0
@@ -57,9 +59,11 @@ class ServerStats:
             self._max_active = max(self._max_active, self._active)
 
     def stream_closed(self, completed: bool) -> None:
-        """``completed``: the whole audio (and done frame) went out."""
+        """``completed``: the whole audio (and done frame) went out; its end time is kept."""
+        ended_at = time.monotonic()
         with self._lock:
             self._active -= 1
+            self._ends.append(ended_at)
             if completed:
                 self._completed += 1
             else:
@@ -74,6 +78,13 @@ class ServerStats:
     def start_times(self) -> list[float]:
         with self._lock:
             return list(self._starts)
+
+    @property
+    def end_times(self) -> list[float]:
+        """When each stream ended (its slot was freed), in order: with one stream at a time, the gap
+        between a stream's end and the next start is all the time the client left the account idle."""
+        with self._lock:
+            return list(self._ends)
 
     def snapshot(self) -> dict[str, Any]:
         """Everything, as JSON-ready values."""
@@ -93,4 +104,5 @@ class ServerStats:
                 "streams_incomplete": self._abandoned,
                 "starts_total": self._starts_total,
                 "start_times": list(self._starts),
+                "end_times": list(self._ends),
             }

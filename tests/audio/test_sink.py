@@ -361,6 +361,61 @@ def test_no_writes_after_commit(tmp_path: Path) -> None:
     assert (tmp_path / "x.wav").exists()
 
 
+# --- the event loop's share: no sync, no file before the audio ----------------------------
+
+
+@pytest.mark.parametrize("output_format", ("pcm", "wav"))
+def test_a_wav_is_byte_for_byte_what_libsndfile_writes(tmp_path: Path, output_format: str) -> None:
+    """The sink writes 16-bit WAVs itself now; the files are the ones libsndfile made before."""
+    samples = tone(3001)
+    result = store(tmp_path, cut(encode(samples, 22050, output_format), 777), output_format=output_format, rate=22050)
+    reference = io.BytesIO()
+    with sf.SoundFile(reference, "w", samplerate=22050, channels=1, format="WAV", subtype="PCM_16") as out:
+        out.write(samples)
+    assert result.path.read_bytes() == reference.getvalue()
+
+
+@pytest.mark.parametrize("output_format", OUTPUT_FORMATS)
+@pytest.mark.parametrize("file_format", FILE_FORMATS)
+def test_finishing_a_file_never_syncs_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, output_format: str, file_format: str
+) -> None:
+    """finish() runs on the event loop, in the stream slot: no fsync there (the group commit syncs).
+
+    ``SoundFile.close()`` calls ``flush()``, libsndfile's ``sf_write_sync``: an fsync that held
+    the next request back by up to 200 ms on a 1-stream account.
+    """
+
+    data = encode(tone(1000), RATE, output_format)  # before the patches: encode() closes a SoundFile
+    synced: list[object] = []
+
+    def refuse(*args: object) -> None:
+        synced.append(args)
+
+    monkeypatch.setattr(sf.SoundFile, "flush", refuse)
+    monkeypatch.setattr(os, "fsync", refuse)
+    monkeypatch.setattr(os, "fdatasync", refuse)
+    final = tmp_path / f"x.{AudioSink.extension_for(output_format, file_format)}"
+    sink = AudioSink(final, output_format=output_format, sample_rate=RATE, file_format=file_format)
+    sink.write(data)
+    sink.finish()
+    sink.abort()
+    assert synced == []
+
+
+def test_the_temporary_file_is_made_at_the_first_audio(tmp_path: Path) -> None:
+    """Not before the request: making a file can wait on the file system's journal."""
+    sink = AudioSink(tmp_path / "x.wav", output_format="pcm", sample_rate=RATE)
+    assert leftovers(tmp_path) == []
+    sink.abort()  # nothing to remove
+    sink = AudioSink(tmp_path / "x.wav", output_format="ulaw", sample_rate=RATE)
+    assert leftovers(tmp_path) == []
+    sink.write(b"\x01\x02")
+    assert [p.name for p in tmp_path.iterdir()] == [sink.temp_path.name]
+    sink.abort()
+    assert leftovers(tmp_path) == []
+
+
 # --- names ---------------------------------------------------------------------------
 
 

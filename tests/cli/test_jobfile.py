@@ -113,6 +113,9 @@ def test_the_job_file_wins_over_an_environment_variable(tmp_path, local_server):
         ("[voices]\nx = 1", "[voices]: no such table"),
         ("[request]\nspeed = 3", "speed: 3.0 is not in the range 0.5<=x<=2.0"),
         ('deadline = "soon"', "deadline: 'soon' is not a deadline"),
+        ('[limits]\nconcurrency = "lots"', "concurrency: 'lots' is not a concurrency"),
+        ("[limits]\nconcurrency = 0", "concurrency: 0 streams is not within 1 to 1024"),
+        ("[limits]\nmax-concurrency = 0", "max-concurrency: 0 is not in the range"),
         ('api-key = "sk-123"', "never holds the key"),
         ('job = "other.toml"', "cannot name another job file"),
         ('voice-id = "a"\nvoice_id = "b"', "voice-id is set twice"),
@@ -125,6 +128,19 @@ def test_a_bad_job_file_exits_2_naming_the_file_and_the_key(tmp_path, content, m
     assert result.exit_code == 2
     assert f"job file {job}" in result.output
     assert message in result.output
+
+
+@pytest.mark.parametrize(
+    ("limits", "streams"),
+    [('concurrency = "auto"\nmax-concurrency = 3', 3), ("concurrency = 2", 2), ('concurrency = "4"', 4)],
+)
+def test_a_job_file_sets_the_concurrency(tmp_path, local_server, limits, streams):
+    server = local_server(latency=0.05)
+    write_csv(tmp_path / "m.csv", [{"id": f"r{i}", "text": f"Line {i}."} for i in range(12)])
+    job = write_job(tmp_path / "job.toml", f'manifest = "m.csv"\nout = "out"\n[limits]\n{limits}\n')
+    result = invoke("--job", str(job), "--base-url", server.base_url, "--progress", "off")
+    assert result.exit_code == 0, result.output
+    assert server.stats.snapshot()["max_concurrent_streams"] == streams
 
 
 def test_manifest_and_out_come_from_the_command_line_or_the_job(tmp_path):

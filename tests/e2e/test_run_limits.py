@@ -33,10 +33,13 @@ def test_rate_never_trips_the_server_limiter(tmp_path, local_server):
     assert max_in_window(stats["start_times"], 1.0) <= 20
 
 
-def test_rate_holds_when_the_server_counts_requests_late(tmp_path, local_server):
+def test_a_server_that_counts_late_costs_at_most_one_429_and_no_row(tmp_path, local_server):
     # The server's limiter counts each request up to 80 ms after it arrived (a queue
-    # before it), so starts sent evenly reach its window bunched. Pacing from the send
-    # times with a small allowance would trip it; counting from the answers does not.
+    # before it), so starts sent evenly reach its window bunched. Pacing counts each
+    # start from its send plus a small allowance, which this server outruns: one 429,
+    # whose Retry-After is honoured; from then on pacing counts from the answers
+    # (causal: the server has counted a request by the time it answers), so no second
+    # 429, and every row is done.
     server = local_server(rate=Rate(10, 1.0), admission_delay=0.08, seed=5, latency=0.0, realtime_factor=0)
     job = run_job(
         write_csv(tmp_path / "m.csv", rows(40)),
@@ -44,16 +47,28 @@ def test_rate_holds_when_the_server_counts_requests_late(tmp_path, local_server)
         server.base_url,
         "--rate",
         "10/s",
-        "--concurrency",
-        "8",
         "--no-adaptive",
-        "--max-attempts",
-        "1",
+        "-v",
     )
     assert job.exit_code == 0, job.output
     stats = server.stats.snapshot()
-    assert stats["rate_limited"] == 0
+    assert stats["rate_limited"] <= 1
     assert stats["starts_total"] == 40
+    assert max_in_window(stats["start_times"], 1.0) <= 10
+    if stats["rate_limited"]:
+        assert "pacing now counts from the answers" in job.output
+
+
+def test_pacing_counts_from_the_sends_when_the_server_answers_late(tmp_path, local_server):
+    """Counted when they arrive, answered 50-300 ms later (headers with the first audio): no 429, and
+    pacing never falls back to the answers (the throughput is checked in virtual time in
+    tests/schedule/test_auto_concurrency.py, and measured in BENCHMARKS.md)."""
+    server = local_server(rate=Rate(10, 1.0), answer_delay=(0.05, 0.3), latency=0.0, realtime_factor=0)
+    job = run_job(write_csv(tmp_path / "m.csv", rows(25)), tmp_path / "out", server.base_url, "--rate", "10/s", "-v")
+    assert job.exit_code == 0, job.output
+    stats = server.stats.snapshot()
+    assert stats["rate_limited"] == 0 and stats["starts_total"] == 25
+    assert "pacing now counts from the answers" not in job.output
     assert max_in_window(stats["start_times"], 1.0) <= 10
 
 
@@ -171,3 +186,81 @@ def test_a_stalled_stream_is_abandoned_after_the_idle_timeout_and_retried(tmp_pa
     [record] = job.results()
     assert record["attempts"] == 2
     assert "timed out" in record["error"]
+
+
+# --- --concurrency auto ----------------------------------------------------------------------
+
+
+def test_auto_concurrency_on_a_1_stream_account(tmp_path, local_server):
+    """The documented default account: auto probes a second stream once, then runs one at a time."""
+    server = local_server(concurrency=1, latency=0.02)
+    job = run_job(write_csv(tmp_path / "m.csv", rows(30)), tmp_path / "out", server.base_url, *FAST_BACKOFF)
+    assert job.exit_code == 0, job.output
+    stats = server.stats.snapshot()
+    assert stats["starts_total"] == 30 and stats["max_concurrent_streams"] == 1
+    assert 1 <= stats["rate_limited"] <= 2  # the slow start's second stream (probes come 30 s later)
+    assert "concurrency auto: 1 stream(s) at the end; the account refused 2 streams at once" in job.output
+    assert all(r["status"] == "ok" for r in job.results())
+
+
+def test_auto_concurrency_on_a_3_stream_account(tmp_path, local_server):
+    server = local_server(concurrency=3, latency=0.05)
+    job = run_job(write_csv(tmp_path / "m.csv", rows(60)), tmp_path / "out", server.base_url, *FAST_BACKOFF)
+    assert job.exit_code == 0, job.output
+    stats = server.stats.snapshot()
+    assert stats["starts_total"] == 60 and stats["max_concurrent_streams"] == 3
+    assert 1 <= stats["rate_limited"] <= 4  # the overshoot of one slow-start round
+    assert "concurrency auto: 3 stream(s) at the end; the account refused 4 streams at once" in job.output
+
+
+def test_auto_concurrency_on_a_64_stream_account(tmp_path, local_server):
+    """Slow start: 1, 2, 4, ... 64 streams in six rounds, and no 429."""
+    server = local_server(concurrency=64, latency=0.4)
+    manifest = write_csv(tmp_path / "m.csv", [{"id": f"r{i:03d}", "text": "Hi."} for i in range(256)])
+    job = run_job(manifest, tmp_path / "out", server.base_url, "--sample-rate", "8000")
+    assert job.exit_code == 0, job.output
+    stats = server.stats.snapshot()
+    assert stats["starts_total"] == 256 and stats["rate_limited"] == 0
+    # The server thread shares this process's CPU with the runner: a wave of 64 ends spread out.
+    assert stats["max_concurrent_streams"] > 32  # past slow start's fifth round
+    assert "concurrency auto: 64 stream(s) at the end; no stream refused; up to 64 at once" in job.output
+
+
+def test_max_concurrency_caps_auto(tmp_path, local_server):
+    server = local_server(latency=0.05)
+    job = run_job(write_csv(tmp_path / "m.csv", rows(40)), tmp_path / "out", server.base_url, "--max-concurrency", "5")
+    assert job.exit_code == 0, job.output
+    stats = server.stats.snapshot()
+    assert stats["max_concurrent_streams"] == 5 and stats["rate_limited"] == 0
+    assert "up to 5 at once (--max-concurrency 5)" in job.output
+
+
+def test_a_fixed_concurrency_stays_fixed(tmp_path, local_server):
+    """--concurrency N: N streams from the first row, no probing (and on a 1-stream account, 429s)."""
+    server = local_server(latency=0.05)
+    job = run_job(write_csv(tmp_path / "m.csv", rows(24)), tmp_path / "out", server.base_url, "--concurrency", "6")
+    assert job.exit_code == 0, job.output
+    assert server.stats.snapshot()["max_concurrent_streams"] == 6
+    assert "concurrency auto" not in job.output
+    one = local_server(concurrency=1, latency=0.05)
+    job = run_job(
+        write_csv(tmp_path / "m2.csv", rows(12)),
+        tmp_path / "out2",
+        one.base_url,
+        "--concurrency",
+        "3",
+        "--no-adaptive",
+        "--max-attempts",
+        "5",
+        *FAST_BACKOFF,
+    )
+    assert job.exit_code in (0, 1), job.output  # hammering may exhaust a row's attempts
+    assert one.stats.snapshot()["rate_limited"] > 2  # what auto avoids
+
+
+@pytest.mark.parametrize("value", ["0", "many", "2000", "1.5"])
+def test_a_bad_concurrency_is_refused_before_anything_is_sent(tmp_path, server, value):
+    job = run_job(write_csv(tmp_path / "m.csv", rows(2)), tmp_path / "out", server.base_url, "--concurrency", value)
+    assert job.exit_code == 2
+    assert "--concurrency" in job.output
+    assert server.stats.snapshot()["starts_total"] == 0

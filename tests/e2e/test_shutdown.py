@@ -130,6 +130,23 @@ def test_sigint_lets_rows_in_flight_finish_within_the_grace_period(tmp_path, loc
     assert "received SIGINT" in (tmp_path / "int.err").read_text()
 
 
+def test_after_sigint_rows_waiting_for_a_stream_do_not_start(tmp_path, local_server):
+    """--concurrency auto has 64 workers; on a 1-stream account 63 of them wait. They wait for a turn,
+    not with a row in hand: after the signal, only the rows under way (one, or two in slow start) finish."""
+    server = local_server(concurrency=1, latency=0.3, realtime_factor=0.0)
+    manifest = write_csv(tmp_path / "m.csv", ROWS[:8])
+    out = tmp_path / "out"
+    process = spawn_run(manifest, out, server.base_url, "--grace", "30", logs=tmp_path / "auto")
+    wait_until(lambda: server.stats.snapshot()["active_streams"] >= 1, what="a stream in flight")
+    process.send_signal(signal.SIGINT)
+    assert finish(process) == 130
+    report = summary(out)
+    assert 1 <= report["ok"] <= 2
+    assert report["ok"] == server.stats.snapshot()["starts_total"]  # nothing else was admitted
+    assert report["ok"] + report["pending"] == 8
+    assert temp_files(out) == []
+
+
 def test_a_second_signal_cancels_rows_in_flight_at_once(tmp_path, local_server):
     server = local_server(latency=0.05, realtime_factor=1.0, chunk_ms=50.0)  # ~3 s streams
     rows = [{"id": f"long-{n}", "text": "A row long enough to be streaming for a while."} for n in range(4)]

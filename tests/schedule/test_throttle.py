@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import anyio
@@ -63,10 +64,20 @@ def _run_starts(throttle: Throttle, count: int, answer_after: float | None, hold
     return sorted(starts, key=lambda start: start.granted_at)
 
 
-def test_the_window_guard_counts_each_start_from_its_answer() -> None:
-    # 5 per 0.2 s, answers 80 ms after the send (a slow network or a busy API):
-    # start k+5 waits until start k's answer is a window old, not its grant.
+def test_the_window_guard_counts_each_start_from_its_send_plus_an_allowance() -> None:
+    # 5 per 0.2 s, answers 80 ms after the send (an API that answers with its first audio):
+    # start k+5 waits until start k's send, plus the allowance, is a window old: not its answer.
     starts = _run_starts(Throttle(10, Rate(5, 0.2), adaptive=False), 17, answer_after=0.08)
+    for earlier, later in zip(starts, starts[5:]):
+        assert earlier.sent_at is not None and earlier.answered_at is not None
+        assert later.granted_at >= earlier.sent_at + limits.SEND_ALLOWANCE + 0.2
+        assert later.granted_at < earlier.answered_at + 0.2  # one answer's wait per window saved
+
+
+def test_once_counting_from_the_answers_the_guard_waits_for_each_answer() -> None:
+    # What the guard falls back to after a 429 that was not a concurrency refusal.
+    throttle = Throttle(10, Rate(5, 0.2), adaptive=False, count_from="answer")
+    starts = _run_starts(throttle, 17, answer_after=0.08)
     for earlier, later in zip(starts, starts[5:]):
         assert earlier.answered_at is not None
         assert later.granted_at >= earlier.answered_at + 0.2
@@ -100,7 +111,8 @@ def test_late_wake_ups_do_not_slow_the_pace() -> None:
 def test_an_unanswered_start_holds_the_window_only_so_long(monkeypatch: pytest.MonkeyPatch) -> None:
     # A request that is never answered (hung) counts as counted ANSWER_WAIT_LIMIT after it left.
     monkeypatch.setattr(limits, "ANSWER_WAIT_LIMIT", 0.05)
-    starts = _run_starts(Throttle(10, Rate(2, 0.1), adaptive=False), 6, answer_after=None, hold=0.3)
+    throttle = Throttle(10, Rate(2, 0.1), adaptive=False, count_from="answer")
+    starts = _run_starts(throttle, 6, answer_after=None, hold=0.3)
     for earlier, later in zip(starts, starts[2:]):
         assert earlier.sent_at is not None
         assert later.granted_at >= earlier.sent_at + 0.05 + 0.1
@@ -137,12 +149,12 @@ def test_concurrency_cap_holds() -> None:
 def test_a_429_cuts_the_pace_and_successes_restore_it() -> None:
     now = [100.0]
     throttle = Throttle(8, Rate(20, 1.0), clock=lambda: now[0])
-    throttle.on_rate_limited(started=99.0, retry_after=None)
+    throttle.on_rate_limited(Start(99.0, lambda: now[0]), retry_after=None)
     assert throttle.state.rate_per_second == pytest.approx(20.0 * 0.7)
     # Streams were not all busy, so the pace, not the stream cap, was refused.
     assert throttle.state.concurrency == 8
     # A second 429 from a request that started before the cut does not cut again.
-    throttle.on_rate_limited(started=99.5, retry_after=None)
+    throttle.on_rate_limited(Start(99.5, lambda: now[0]), retry_after=None)
     assert throttle.state.rate_per_second == pytest.approx(20.0 * 0.7)
     assert throttle.rate_limited == 2
     for _ in range(2000):
@@ -171,7 +183,7 @@ def test_a_429_with_every_stream_busy_halves_the_streams_then_they_come_back() -
             for _ in range(8):
                 tg.start_soon(hold)
             await entered.wait()
-            throttle.on_rate_limited(started=anyio.current_time(), retry_after=None)
+            throttle.on_rate_limited(Start(anyio.current_time(), anyio.current_time), retry_after=None)
             seen.append(throttle.state.concurrency)
             release.set()
 
@@ -186,7 +198,7 @@ def test_without_a_user_rate_a_429_starts_pacing_and_recovery_stops_it() -> None
     now = [0.0]
     throttle = Throttle(4, clock=lambda: now[0])
     assert throttle.state.rate_per_second is None
-    throttle.on_rate_limited(started=0.0, retry_after=None)
+    throttle.on_rate_limited(Start(0.0, lambda: now[0]), retry_after=None)
     assert throttle.state.rate_per_second is not None
     for _ in range(2000):
         throttle.on_success()
@@ -196,7 +208,7 @@ def test_without_a_user_rate_a_429_starts_pacing_and_recovery_stops_it() -> None
 
 def test_no_adaptive_keeps_the_user_limits() -> None:
     throttle = Throttle(8, Rate(20, 1.0), adaptive=False)
-    throttle.on_rate_limited(started=0.0, retry_after=None)
+    throttle.on_rate_limited(Start(0.0, time.monotonic), retry_after=None)
     assert throttle.state.concurrency == 8
     assert throttle.rate_limited == 1
 
@@ -206,7 +218,7 @@ def test_retry_after_pauses_new_starts() -> None:
     throttle = Throttle(2)
 
     async def main() -> None:
-        throttle.on_rate_limited(started=-1.0, retry_after=0.2)
+        throttle.on_rate_limited(Start(-1.0, anyio.current_time), retry_after=0.2)
         before = anyio.current_time()
         async with throttle.slot():
             clock_calls.append(anyio.current_time() - before)

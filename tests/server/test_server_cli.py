@@ -24,6 +24,8 @@ from tests.server_support import BODY, LIVE, STATS, SYNC
         (["--concurrency", "0"], "--concurrency"),
         (["--latency", "-1"], "--latency"),
         (["--admission-delay", "-0.1"], "--admission-delay"),
+        (["--answer-delay", "soon"], "--answer-delay"),
+        (["--answer-delay", "0.3-0.1"], "--answer-delay"),
         (["--chunk-ms", "0"], "--chunk-ms"),
         (["--realtime-factor", "-2"], "--realtime-factor"),
         (["--fault", "boom:0.5"], "--fault"),
@@ -79,6 +81,8 @@ def test_serve_runs_in_the_foreground_and_announces_itself_without_the_key():
         "4",
         "--sse-style",
         "crlf",
+        "--answer-delay",
+        "0.01-0.02",
     ]
     process = subprocess.Popen(
         command,
@@ -94,6 +98,7 @@ def test_serve_runs_in_the_foreground_and_announces_itself_without_the_key():
         assert match, line
         assert "engine: synthetic" in line and "50/s" in line and "concurrency: 3" in line
         assert "drop:0.5" in line and "seed 4" in line and "crlf" in line and "key required" in line
+        assert "answers with the first audio after 0.01s to 0.02s" in line
         assert secret not in line
         base_url = match.group(0)
         with httpx.Client(base_url=base_url, timeout=10) as client:
@@ -121,6 +126,8 @@ def test_serve_runs_in_the_foreground_and_announces_itself_without_the_key():
         ({"engine": "festival"}, "engine"),
         ({"concurrency": 0}, "concurrency"),
         ({"latency": -0.1}, "latency"),
+        ({"answer_delay": (0.3, 0.1)}, "answer_delay"),
+        ({"answer_delay": (-1.0, 0.1)}, "answer_delay"),
         ({"chunk_ms": 0}, "chunk_ms"),
         ({"realtime_factor": -1}, "realtime_factor"),
         ({"faults": {"boom": 0.1}}, "faults"),

@@ -116,3 +116,21 @@ def test_without_limits_parallel_streams_all_succeed(local_server):
         bodies = [s.read() for s in streams]
     assert all(b.endswith(b'data: {"status": "200", "done": true}\n\n') for b in bodies)
     assert server.stats.max_concurrent_streams == 5
+
+
+def test_the_stats_keep_when_each_stream_ended(local_server):
+    """With one stream at a time, a stream's end to the next start is the time the client left the account idle."""
+    server = local_server(concurrency=1)
+    with httpx.Client(base_url=server.base_url, headers=AUTH) as client:
+        for _ in range(3):
+            assert client.post(LIVE, json=BODY).status_code == 200
+    for _ in range(200):  # the server thread records the end just after the last byte left
+        if server.stats.snapshot()["active_streams"] == 0:
+            break
+        time.sleep(0.01)
+    stats = server.stats.snapshot()
+    starts, ends = stats["start_times"], stats["end_times"]
+    assert len(starts) == len(ends) == 3 and ends == server.stats.end_times
+    assert starts[0] <= ends[0] <= starts[1] <= ends[1] <= starts[2] <= ends[2]
+    server.stats.reset()
+    assert server.stats.end_times == []
