@@ -98,19 +98,23 @@ def test_json_progress_events_come_on_a_clock_with_what_is_in_flight(capsys):
 
 def test_the_progress_shows_the_cap_auto_has_reached(capsys):
     from batchtts.cli.progress import PlainProgress
-    from batchtts.schedule.throttle import ThrottleState
+
+    def live() -> InFlight:
+        return InFlight(streams=1, concurrency=2, rate_per_second=None, audio_seconds=0.0, auto=True)
 
     log = configure("json")
-    progress = JsonProgress(3, log, interval=0.0)
-    progress.limits_changed(ThrottleState(2, None, 1, 1, auto=True, max_concurrency=64))
+    progress = JsonProgress(3, log, interval=10.0)
+    progress.watch(live)
     progress.row_finished("ok")
+    progress._print()  # what the clock prints
     event = json.loads(capsys.readouterr().err.splitlines()[-1])
     assert (event["in_flight"], event["concurrency"], event["auto"]) == (1, 2, True)
     configure("text")
-    plain = PlainProgress(3, interval=0.0)
-    plain.limits_changed(ThrottleState(2, None, 1, 1, auto=True, max_concurrency=64))
+    plain = PlainProgress(3, interval=10.0)
+    plain.watch(live)
     plain.row_finished("ok")
-    assert "in flight 1/2 (auto), pace unpaced" in capsys.readouterr().err
+    plain._print()
+    assert "streaming 1/2 (auto), pace unpaced" in capsys.readouterr().err
 
 
 def test_damage_deep_in_the_manifest_exits_2_with_results_and_summary(tmp_path, local_server):
