@@ -45,7 +45,7 @@ _BLOCK = 1 << 16
 
 
 def _db(value: float) -> float:
-    return round(max(20.0 * math.log10(value), SILENCE_DB), 2) if value > 0 else SILENCE_DB
+    return round(max(20.0 * math.log10(value), SILENCE_DB), 2) + 0.0 if value > 0 else SILENCE_DB  # no -0.0
 
 
 @dataclass(slots=True)
