@@ -166,3 +166,18 @@ def test_a_book_made_with_loudness_and_room_tone_passes_check_audiobook(tmp_path
     failed = json.loads(CliRunner().invoke(main, ["check-audiobook", str(bare), "--json"]).output)
     assert not failed["ok"]
     assert all(any("room tone at" in f for f in c["failures"]) for c in failed["chapters"])
+
+
+def test_without_the_book_extra_loudness_is_one_line_naming_the_install(tmp_path):
+    import subprocess
+    import sys
+
+    # pyloudnorm made unimportable in a fresh interpreter, as on an install without the extra.
+    code = "import sys; sys.modules['pyloudnorm'] = None; from batchtts.cli import main; main()"
+    argv = [sys.executable, "-c", code, "run", str(book(tmp_path)), "--out", str(tmp_path / "out")]
+    argv += [*chapter_args("--loudness", "-18"), "--local", "--progress", "off"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin"})
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0, done.stderr
+    assert "pip install 'batchtts[book]'" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "out" / "audio").exists()

@@ -37,6 +37,7 @@ import anyio
 
 from batchtts.api.request import TtsRequest
 from batchtts.audio import AudioSink, Joined, JoinError, join_files
+from batchtts.errors import UsageError
 from batchtts.job.attempts import Attempts, Synthesized
 from batchtts.job.items import WorkItem
 from batchtts.job.recorder import Recorder
@@ -78,6 +79,8 @@ class Assembly:
         redact: Callable[[str], str],
         voices: frozenset[str] | None = None,
     ) -> None:
+        if shape.loudness is not None:
+            _require_loudness()
         self.shape = shape
         #: The account's voice catalog (None: not checked; see :meth:`unknown_voice`).
         self._voices = voices
@@ -415,6 +418,16 @@ class Assembly:
         fingerprint = self.row_fingerprint(work.item.row, work.request)
         split = bool(self.shape.max_chars)
         self._recorder.record(made_result(work, made, out_dir=self._out_dir, fingerprint=fingerprint, split=split))
+
+
+def _require_loudness() -> None:
+    """--loudness without pyloudnorm and scipy: a usage error naming the install, before any request."""
+    from batchtts.audio.loudness import MissingExtra, require_book_extra
+
+    try:
+        require_book_extra("loudness")
+    except MissingExtra as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _text(value: Any) -> str | None:

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from batchtts.errors import ManifestError
+from batchtts.errors import ManifestError, UsageError
 from batchtts.ledger import OPTIONAL_COLUMNS
 from batchtts.manifest.readers import Manifest
 from batchtts.storage import AUDIO_DIR, LJSPEECH_AUDIO_DIR, relative_audio_path
@@ -43,6 +43,11 @@ class ShapeOptions:
     def joins(self) -> bool:
         """Whether audio may be joined, which needs 16-bit PCM."""
         return bool(self.max_chars or self.group_by)
+
+    def __post_init__(self) -> None:
+        for name, value in (("loudness", self.loudness), ("room_tone", self.room_tone)):
+            if value is not None and not self.joins:
+                raise UsageError(f"{name} is set on joined files: use it with group_by or max_chars")
 
     @property
     def finishes_files(self) -> bool:
