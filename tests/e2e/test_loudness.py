@@ -181,3 +181,20 @@ def test_without_the_book_extra_loudness_is_one_line_naming_the_install(tmp_path
     assert done.stderr.strip().count("\n") == 0, done.stderr
     assert "pip install 'batchtts[book]'" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "out" / "audio").exists()
+
+
+def test_kept_parts_are_never_normalised_so_another_target_starts_from_the_api_audio(tmp_path, local_server):
+    server = local_server()
+    out = tmp_path / "out"
+    manifest = book(tmp_path)
+    assert run_job(manifest, out, server.base_url, *chapter_args("--loudness", "-24", "--keep-parts")).exit_code == 0
+    first = json.loads((out / "summary.json").read_text())["loudness"]["by_file"]
+    starts = server.stats.snapshot()["starts_total"]
+    job = run_job(manifest, out, server.base_url, *chapter_args("--loudness", "-21", "--keep-parts"))
+    assert job.exit_code == 0, job.output
+    assert server.stats.snapshot()["starts_total"] == starts  # made from the kept parts, nothing sent
+    second = json.loads((out / "summary.json").read_text())["loudness"]["by_file"]
+    for name, figures in second.items():
+        # Measured before the gain: the API's audio, as in the first run, not the first run's -24 LUFS.
+        assert figures["before_lufs"] == first[name]["before_lufs"] and figures["reused"] is False
+        assert abs(measured(out / name)[0] - -21.0) <= 0.5
