@@ -73,6 +73,7 @@ def test_chapters_meet_the_loudness_target_under_the_peak_ceiling(tmp_path, loca
         tags, chapters = parse_ffmetadata(text)
         assert tags == {"title": Path(name).stem} and len(chapters) in (2, 3)
     assert summary["loudness"]["files"] == 2 and summary["loudness"]["normalised"] == 2
+    assert "batchtts: loudness: 2 files normalised, 0 kept, " in job.output
     assert not leftover_temp_files(out)
 
 
@@ -94,6 +95,7 @@ def test_a_rerun_that_reuses_the_chapters_does_not_normalise_them_again(tmp_path
     loudness = json.loads((out / "summary.json").read_text())["loudness"]
     assert loudness["files"] == 2 and loudness["normalised"] == 0
     assert all(figures["reused"] for figures in loudness["by_file"].values())
+    assert "batchtts: loudness: 0 files normalised, 2 kept" in again.output
     # A changed target redoes the chapters (from fresh audio: the parts were never normalised).
     louder = run_job(manifest, out, server.base_url, *chapter_args("--loudness", "-22", "--room-tone", "0.75,2"))
     assert louder.exit_code == 0, louder.output
