@@ -176,10 +176,6 @@ class LoudnessFigures:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LoudnessFigures:
-        return cls(**{name: data.get(name) for name in cls.__slots__})  # type: ignore[arg-type]
-
 
 def plan_gain(loudness: float, true_peak: float, *, target: float, ceiling: float) -> tuple[float, bool]:
     """(gain in dB, reduced for the peak?): ``target - loudness``, less when the true peak would pass ``ceiling``."""
