@@ -14,7 +14,7 @@ times come from the same arithmetic that placed the audio.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,26 +52,63 @@ def join_files(
     file_format: str = "wav",
     gap_ms: int = 0,
     block_frames: int = BLOCK_FRAMES,
+    room_tone: tuple[float, float] = (0.0, 0.0),
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> Joined:
     """Write ``sources`` in order, ``gap_ms`` of silence between each two, to ``final_path``.
 
     ``file_format`` is how the joined PCM is stored (``wav``, ``flac`` or
-    ``raw``), as for a row. Raises :class:`JoinError` when the sources do not
-    agree, and leaves no file behind on any error.
+    ``raw``), as for a row. ``room_tone`` is (head, tail) seconds of silence
+    that open and close the file; ``transform`` changes each int16
+    block before it is written (a gain: :mod:`batchtts.audio.loudness`).
+    Raises :class:`JoinError` when the sources do not agree, and leaves no
+    file behind on any error.
     """
-    import soundfile
-
     if not sources:
         raise JoinError("nothing to join")
-    rate = _sample_rate(sources[0])
+    rate = source_rate(sources[0])
     sink = AudioSink(final_path, output_format="pcm", sample_rate=rate, file_format=file_format)
     spans: list[tuple[int, int]] = []
-    position = 0
+    try:
+        for block in joined_blocks(
+            sources, rate, gap_ms=gap_ms, block_frames=block_frames, room_tone=room_tone, spans=spans
+        ):
+            sink.write(_le_bytes(transform(block) if transform is not None else block))
+        result = sink.commit()
+    except BaseException:
+        sink.abort()
+        raise
+    return Joined(sink=result, sample_rate=rate, spans=spans)
+
+
+def joined_blocks(
+    sources: Sequence[Path],
+    rate: int,
+    *,
+    gap_ms: int = 0,
+    block_frames: int = BLOCK_FRAMES,
+    room_tone: tuple[float, float] = (0.0, 0.0),
+    spans: list[tuple[int, int]] | None = None,
+) -> Iterator[np.ndarray]:
+    """The joined audio as int16 blocks of at most ``block_frames``, read from ``sources`` as it goes.
+
+    The one place the join's arithmetic lives: the file and any measurement
+    of it (loudness, before it is written) see the same samples. Appends each
+    source's (first frame, end frame) to ``spans`` when given.
+    """
+    import numpy as np
+    import soundfile
+
     silence = gap_frames(gap_ms, rate)
+    head, tail = (round(seconds * rate) for seconds in room_tone)
+    position = 0
+    if head:
+        yield from _silence(head, block_frames)
+        position += head
     try:
         for index, source in enumerate(sources):
             if index and silence:
-                _write_silence(sink, silence, block_frames)
+                yield from _silence(silence, block_frames)
                 position += silence
             start = position
             with _open(source) as audio:
@@ -84,20 +121,18 @@ def join_files(
                     block = audio.read(block_frames, dtype="int16")
                     if not len(block):
                         break
-                    sink.write(_le_bytes(block))
+                    yield np.asarray(block, dtype=np.int16)
                     position += len(block)
-            spans.append((start, position))
-        result = sink.commit()
+            if spans is not None:
+                spans.append((start, position))
     except soundfile.LibsndfileError as exc:
-        sink.abort()
         raise JoinError(f"cannot read a part: {exc}") from None
-    except BaseException:
-        sink.abort()
-        raise
-    return Joined(sink=result, sample_rate=rate, spans=spans)
+    if tail:
+        yield from _silence(tail, block_frames)
 
 
-def _sample_rate(path: Path) -> int:
+def source_rate(path: Path) -> int:
+    """The sample rate of a part (the joined file's rate is the first part's)."""
     with _open(path) as audio:
         return int(audio.samplerate)
 
@@ -117,11 +152,13 @@ def _open(path: Path) -> Any:  # a soundfile.SoundFile (soundfile has no type hi
     return audio
 
 
-def _write_silence(sink: AudioSink, frames: int, block_frames: int) -> None:
-    zeros = bytes(2 * min(frames, block_frames))
+def _silence(frames: int, block_frames: int) -> Iterator[np.ndarray]:
+    import numpy as np
+
+    zeros = np.zeros(min(frames, block_frames), dtype=np.int16)
     while frames > 0:
         count = min(frames, block_frames)
-        sink.write(zeros if 2 * count == len(zeros) else zeros[: 2 * count])
+        yield zeros if count == len(zeros) else zeros[:count]
         frames -= count
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from batchtts import __version__
+from batchtts.cli.check_audiobook import check_audiobook
 from batchtts.cli.run import run
 from batchtts.cli.serve import serve
 from batchtts.cli.validate import validate
@@ -23,3 +24,4 @@ def main() -> None:
 main.add_command(run)
 main.add_command(serve)
 main.add_command(validate)
+main.add_command(check_audiobook)

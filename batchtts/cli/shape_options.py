@@ -17,7 +17,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 METADATA_CHOICES = ("audiofolder", "audiofolder-jsonl", "ljspeech")
 _PARAMS = ("max_chars", "join_gap_ms", "group_by", "order_by", "title_column", "voices", "keep_parts",
-           "shard_dirs", "metadata")  # fmt: skip
+           "shard_dirs", "metadata", "loudness", "peak", "room_tone")  # fmt: skip
 
 
 def shape_options(func: F) -> F:
@@ -72,6 +72,26 @@ def shape_options(func: F) -> F:
             type=click.Choice(METADATA_CHOICES),
             help="Also write a dataset index of the ok files at OUT's root.",
         ),
+        click.option(
+            "--loudness",
+            type=click.FloatRange(-70.0, 0.0),
+            metavar="LUFS",
+            help="Normalise each joined file (chapter) to this integrated loudness (ITU-R BS.1770), "
+            "e.g. -18; needs --group-by or --max-chars and the book extra.",
+        ),
+        click.option(
+            "--peak",
+            type=click.FloatRange(-40.0, 0.0),
+            default=-3.0,
+            show_default=True,
+            metavar="DBTP",
+            help="True-peak ceiling for --loudness: the gain is reduced so no true peak goes above it.",
+        ),
+        click.option(
+            "--room-tone",
+            metavar="HEAD,TAIL",
+            help="Seconds of silence at the start and end of each joined file, e.g. 0.75,2 (ACX asks 0.5-1 and 1-5).",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -116,6 +136,18 @@ def shape_from(params: dict[str, Any], *, defaults: dict[str, Any], file_format:
             raise click.UsageError(
                 "--metadata ljspeech needs 16-bit WAV files (--output-format pcm or wav, --file-format wav)"
             )
+    loudness, room_tone = values["loudness"], _room_tone(values["room_tone"])
+    for option, value in (("--loudness", loudness), ("--room-tone", room_tone)):
+        if value is not None and not joins:
+            raise click.UsageError(f"{option} is set on joined files: use it with --group-by or --max-chars")
+    if loudness is not None:
+        from batchtts.audio.loudness import MissingExtra, require_book_extra
+        from batchtts.cli.options import OneLineError
+
+        try:
+            require_book_extra("--loudness")
+        except MissingExtra as exc:
+            raise OneLineError(str(exc)) from None
     return ShapeOptions(
         max_chars=values["max_chars"],
         join_gap_ms=values["join_gap_ms"],
@@ -126,4 +158,22 @@ def shape_from(params: dict[str, Any], *, defaults: dict[str, Any], file_format:
         keep_parts=values["keep_parts"],
         shard_dirs=values["shard_dirs"],
         metadata=metadata,
+        loudness=loudness,
+        peak=values["peak"],
+        room_tone=room_tone,
     )
+
+
+def _room_tone(value: str | None) -> tuple[float, float] | None:
+    """``HEAD,TAIL`` seconds -> (head, tail); click.BadParameter for anything else."""
+    if value is None:
+        return None
+    try:
+        head, tail = (float(piece) for piece in str(value).split(","))
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not HEAD,TAIL in seconds (e.g. 0.75,2)", param_hint="--room-tone"
+        ) from None
+    if not (0.0 <= head <= 60.0 and 0.0 <= tail <= 60.0):
+        raise click.BadParameter(f"{value!r}: each is 0 to 60 seconds", param_hint="--room-tone")
+    return head, tail

@@ -8,6 +8,7 @@ the manifest says its results are partial. ``-q`` gets one line.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -51,6 +52,8 @@ def summary_lines(summary: JobSummary, out_dir: Path, *, local: bool = False) ->
         )
     if summary.group_files is not None:
         lines.append(f"batchtts: {plural(summary.group_files, 'chapter file')} written")
+    if summary.loudness:
+        lines.append(f"batchtts: loudness: {_loudness_line(summary.loudness)}")
     for failed in summary.failure_examples:
         voice = f" (voice {failed.voice})" if failed.voice else ""
         lines.append(f"batchtts:   failed {failed.row_id!r}{voice}: {failed.reason}")
@@ -74,3 +77,13 @@ def print_summary(summary: JobSummary, out_dir: Path, *, local: bool = False, qu
     lines = [outcome_line(summary)] if quiet else summary_lines(summary, out_dir, local=local)
     for line in lines:
         click.echo(line, err=True)
+
+
+def _loudness_line(files: dict[str, dict[str, Any]]) -> str:
+    """What --loudness did: how many files it normalised, the range they read, how many the peak held back."""
+    normalised = sum(1 for figures in files.values() if not figures.get("reused"))
+    after = [f["after_lufs"] for f in files.values() if isinstance(f.get("after_lufs"), (int, float))]
+    reached = f", {min(after):g} to {max(after):g} LUFS" if after else ""
+    limited = sum(1 for figures in files.values() if figures.get("limited_by_peak"))
+    held = f", {limited} held back by the true-peak ceiling" if limited else ""
+    return f"{plural(normalised, 'file')} normalised, {len(files) - normalised} kept{reached}{held}"

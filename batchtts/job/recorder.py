@@ -16,7 +16,7 @@ from typing import Any
 from batchtts.job.items import ItemKey, WorkItem
 from batchtts.job.progress import ProgressReporter
 from batchtts.job.stopping import StopControl
-from batchtts.ledger import VARIANT_KEY, FailedRow, JobSummary, Journal, RowResult, utc_now_iso
+from batchtts.ledger import LOUDNESS_KEY, VARIANT_KEY, FailedRow, JobSummary, Journal, RowResult, utc_now_iso
 from batchtts.outcomes import RowStatus
 
 log = logging.getLogger("batchtts")
@@ -69,6 +69,8 @@ class Recorder:
         voice = result.voice_id if result.extra.get(VARIANT_KEY) is not None else None
         self._count(result.id, result.status, result.error, result.audio_seconds, voice)
         if result.status == RowStatus.OK:
+            if LOUDNESS_KEY in result.extra:
+                self.summary.note_loudness(result.path, result.extra[LOUDNESS_KEY], reused=bool(result.reused))
             if not result.reused:
                 self.summary.audio_seconds += result.audio_seconds or 0.0
                 self.summary.ttfb_ms_sum += result.ttfb_ms or 0.0
@@ -111,6 +113,8 @@ class Recorder:
         self._count(entry["id"], entry.get("status"), entry.get("error"), entry.get("audio_seconds"), voice)
         if entry.get("status") == RowStatus.OK:
             self.summary.reused_ok += 1
+            if LOUDNESS_KEY in entry:
+                self.summary.note_loudness(entry.get("path"), entry[LOUDNESS_KEY], reused=True)
         self.progress.row_finished("skipped")
 
     def record_pending(self, item: WorkItem, *, attempts: int = 0) -> None:

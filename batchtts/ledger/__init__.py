@@ -4,6 +4,7 @@ The job layer imports from here only; the modules behind are free to move.
 """
 
 from batchtts.ledger.entry import (
+    LOUDNESS_KEY,
     OPTIONAL_COLUMNS,
     VARIANT_KEY,
     RowResult,
@@ -15,6 +16,7 @@ from batchtts.ledger.summary import SUMMARY_NAME, FailedRow, JobSummary, summary
 from batchtts.ledger.writers import results_format, write_journal_results
 
 __all__ = [
+    "LOUDNESS_KEY",
     "OPTIONAL_COLUMNS",
     "SUMMARY_NAME",
     "VARIANT_KEY",

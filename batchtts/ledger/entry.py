@@ -44,6 +44,8 @@ RESULT_COLUMNS: tuple[str, ...] = (
 OPTIONAL_COLUMNS: tuple[str, ...] = ("parts", "part_request_ids")
 #: Journal-only key: a voice fan-out's index, so each (row, voice) keeps its own results row.
 VARIANT_KEY = "variant"
+#: Journal-only key: with ``--loudness``, what normalising the row's file did (kept when a rerun reuses it).
+LOUDNESS_KEY = "loudness"
 
 
 def utc_now_iso() -> str:

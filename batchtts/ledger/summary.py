@@ -60,6 +60,18 @@ class JobSummary:
     failure_examples: list[FailedRow] = field(default_factory=list)
     #: ``--group-by`` files (chapters) this run wrote; None without ``--group-by``.
     group_files: int | None = None
+    #: ``--loudness``: each normalised file (relative path) -> what normalising it did, and
+    #: ``"reused": true`` for a file an earlier run made; None when no row had a normalised file.
+    loudness: dict[str, dict[str, Any]] | None = None
+
+    def note_loudness(self, path: Any, figures: Any, *, reused: bool) -> None:
+        """A normalised file seen in a result (every row of a chapter names the same file: counted once)."""
+        if not isinstance(path, str) or not isinstance(figures, dict):
+            return
+        files = self.loudness if self.loudness is not None else {}
+        self.loudness = files
+        if path not in files:
+            files[path] = {**figures, "reused": reused}
 
     @property
     def stopped(self) -> str | None:
@@ -108,7 +120,21 @@ def summary_document(summary: JobSummary, *, manifest: Path, out_dir: Path) -> d
         "out": str(out_dir),
         "results": str(summary.results_path) if summary.results_path else None,
         "group_files": summary.group_files,
+        **({"loudness": loudness_document(summary.loudness)} if summary.loudness is not None else {}),
         "batchtts_version": __version__,
+    }
+
+
+def loudness_document(files: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """summary.json's ``loudness``: counts, the range reached, and every normalised file's figures."""
+    after = [f["after_lufs"] for f in files.values() if isinstance(f.get("after_lufs"), (int, float))]
+    return {
+        "files": len(files),
+        "normalised": sum(1 for f in files.values() if not f.get("reused")),
+        "limited_by_peak": sum(1 for f in files.values() if f.get("limited_by_peak")),
+        "after_lufs_min": min(after) if after else None,
+        "after_lufs_max": max(after) if after else None,
+        "by_file": files,
     }
 
 

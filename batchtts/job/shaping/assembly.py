@@ -37,12 +37,13 @@ import anyio
 
 from batchtts.api.request import TtsRequest
 from batchtts.audio import AudioSink, Joined, JoinError, join_files
+from batchtts.errors import UsageError
 from batchtts.job.attempts import Attempts, Synthesized
 from batchtts.job.items import WorkItem
 from batchtts.job.recorder import Recorder
 from batchtts.job.shaping.cells import cell, cell_text, is_empty
 from batchtts.job.shaping.chapters import EXTENSION as CHAPTERS_EXTENSION
-from batchtts.job.shaping.chapters import chapters_from_spans, write_ffmetadata
+from batchtts.job.shaping.chapters import chapters_from_spans, loudness_notes, write_ffmetadata
 from batchtts.job.shaping.fanout import fan_out, request_key
 from batchtts.job.shaping.groups import Group, GroupKey, order_is_numeric, order_key, row_spans
 from batchtts.job.shaping.options import JOINABLE_FORMATS, ShapeOptions
@@ -78,6 +79,8 @@ class Assembly:
         redact: Callable[[str], str],
         voices: frozenset[str] | None = None,
     ) -> None:
+        if shape.loudness is not None:
+            _require_loudness()
         self.shape = shape
         #: The account's voice catalog (None: not checked; see :meth:`unknown_voice`).
         self._voices = voices
@@ -163,6 +166,7 @@ class Assembly:
         extra: dict[str, Any] = {}
         if self.shape.joins:
             extra.update(max_chars=self.shape.max_chars, join_gap_ms=self.shape.join_gap_ms)
+            extra.update(self.shape.file_options())
         if self.shape.group_by is not None:
             extra["id"] = row.id
             for name, column in (("order", self.shape.order_by), ("title", self.shape.title_column)):
@@ -183,7 +187,7 @@ class Assembly:
         request, row, voice = item.request, item.row, item.voice
         texts = self._texts(request.text)
         started_at, clock = utc_now_iso(), time.monotonic()
-        if self.shape.group_by is None and len(texts) == 1:
+        if self.shape.group_by is None and len(texts) == 1 and not self.shape.finishes_files:
             final = self._final_path(row.id, request, voice)
 
             def landed(done: Synthesized) -> None:
@@ -263,18 +267,49 @@ class Assembly:
             return
         final = self._final_path(work.item.row.id, work.request, work.item.voice)
         try:
-            joined = await self._join([self._store.audio_path(fp) for fp in fingerprints], final)
+            joined, figures = await self._join([self._store.audio_path(fp) for fp in fingerprints], final)
         except (JoinError, OSError) as exc:
             self._release(fingerprints, ok=False)
             self._record(work, Made(error=f"cannot join the parts: {exc}"))
             return
         self._release(fingerprints, ok=True)
-        self._record(work, Made(final, audio_seconds=joined.sink.audio_seconds, sample_rate=joined.sample_rate))
+        made = Made(final, audio_seconds=joined.sink.audio_seconds, sample_rate=joined.sample_rate, loudness=figures)
+        self._record(work, made)
 
-    async def _join(self, sources: list[Path], final: Path) -> Joined:
-        return await anyio.to_thread.run_sync(
-            lambda: join_files(sources, final, file_format=self._file_format, gap_ms=self.shape.join_gap_ms)
+    async def _join(self, sources: list[Path], final: Path) -> tuple[Joined, dict[str, Any] | None]:
+        """Join ``sources`` into ``final``: with ``--loudness``, normalised as it is written (once)."""
+        shape = self.shape
+        room_tone = shape.room_tone or (0.0, 0.0)
+        if shape.loudness is None:
+            joined = await anyio.to_thread.run_sync(
+                lambda: join_files(
+                    sources, final, file_format=self._file_format, gap_ms=shape.join_gap_ms, room_tone=room_tone
+                )
+            )
+            return joined, None
+        from batchtts.audio.loudness import normalise_join
+
+        target, ceiling = shape.loudness, shape.peak
+        joined, figures = await anyio.to_thread.run_sync(
+            lambda: normalise_join(
+                sources,
+                final,
+                target_lufs=target,
+                ceiling_dbtp=ceiling,
+                file_format=self._file_format,
+                gap_ms=shape.join_gap_ms,
+                room_tone=room_tone,
+            )
         )
+        if figures.limited_by_peak:
+            log.warning(
+                "%s: %s LUFS, not %s: the gain was reduced to keep the true peak at %s dBTP",
+                final.name,
+                figures.after_lufs,
+                target,
+                ceiling,
+            )
+        return joined, figures.to_dict()
 
     # --- groups -----------------------------------------------------------------------
 
@@ -326,12 +361,15 @@ class Assembly:
             return
         final = self._final_path(group.name, rows[0].request, group.voice)
         try:
-            joined = await self._join([self._store.audio_path(fp) for fp in fingerprints], final)
+            joined, figures = await self._join([self._store.audio_path(fp) for fp in fingerprints], final)
             spans = row_spans(rows, joined.spans)
             titles = [work.title or work.item.row.id for work in rows]
             chapters = chapters_from_spans(titles, spans, joined.sample_rate)
             chapters_path = final.with_suffix(f".{CHAPTERS_EXTENSION}")
-            await anyio.to_thread.run_sync(lambda: write_ffmetadata(chapters_path, chapters, title=group.name))
+            notes = loudness_notes(figures) if figures is not None else ()
+            await anyio.to_thread.run_sync(
+                lambda: write_ffmetadata(chapters_path, chapters, title=group.name, notes=notes)
+            )
         except (JoinError, OSError) as exc:
             self._release(fingerprints, ok=False)
             for work in rows:
@@ -343,7 +381,8 @@ class Assembly:
         whole = group_fingerprint(self.row_fingerprint(w.item.row, w.request) for w in in_manifest_order)
         for work, (start, end) in zip(rows, spans, strict=True):
             seconds = (end - start) / joined.sample_rate
-            self._record(work, Made(final, None, seconds, joined.sample_rate, group_fingerprint=whole))
+            made = Made(final, None, seconds, joined.sample_rate, group_fingerprint=whole, loudness=figures)
+            self._record(work, made)
 
     def record_unfinished(self) -> None:
         """Record the rows of groups never written (the job was stopped); their parts stay."""
@@ -379,6 +418,16 @@ class Assembly:
         fingerprint = self.row_fingerprint(work.item.row, work.request)
         split = bool(self.shape.max_chars)
         self._recorder.record(made_result(work, made, out_dir=self._out_dir, fingerprint=fingerprint, split=split))
+
+
+def _require_loudness() -> None:
+    """--loudness without pyloudnorm and scipy: a usage error naming the install, before any request."""
+    from batchtts.audio.loudness import MissingExtra, require_book_extra
+
+    try:
+        require_book_extra("loudness")
+    except MissingExtra as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _text(value: Any) -> str | None:

@@ -9,7 +9,8 @@ M4B with chapter marks::
 Times are milliseconds (``TIMEBASE=1/1000``) computed from the frame offsets
 the join used, rounded to the nearest millisecond. A chapter runs from the
 first to the last sample of its row; the ``--join-gap-ms`` silence after a
-row belongs to no chapter. Special characters in titles (``=``, ``;``,
+row belongs to no chapter. With ``--loudness``, comment lines (``; loudness: ...``) after the header say
+what normalising the file did. Special characters in titles (``=``, ``;``,
 ``#``, ``\\`` and newlines) are escaped with a backslash, as the format
 requires.
 """
@@ -17,9 +18,10 @@ requires.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from batchtts.storage import atomic_file
 
@@ -53,9 +55,9 @@ def escape(value: str) -> str:
     return _SPECIAL.sub(r"\\\1", value.replace("\r\n", "\n").replace("\r", "\n"))
 
 
-def ffmetadata(chapters: Sequence[Chapter], *, title: str | None = None) -> str:
-    """The FFMETADATA text: the header, a global ``title``, then every chapter."""
-    lines = [HEADER]
+def ffmetadata(chapters: Sequence[Chapter], *, title: str | None = None, notes: Sequence[str] = ()) -> str:
+    """The FFMETADATA text: the header, ``notes`` as comments, a global ``title``, then every chapter."""
+    lines = [HEADER, *(f"; {note}" for note in notes)]
     if title is not None:
         lines.append(f"title={escape(title)}")
     for chapter in chapters:
@@ -70,10 +72,27 @@ def ffmetadata(chapters: Sequence[Chapter], *, title: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_ffmetadata(path: Path, chapters: Sequence[Chapter], *, title: str | None = None) -> None:
+def write_ffmetadata(
+    path: Path, chapters: Sequence[Chapter], *, title: str | None = None, notes: Sequence[str] = ()
+) -> None:
     """Write the chapters file whole or not at all (temp file + rename)."""
     with atomic_file(path, newline="\n") as handle:
-        handle.write(ffmetadata(chapters, title=title))
+        handle.write(ffmetadata(chapters, title=title, notes=notes))
+
+
+def loudness_notes(figures: Mapping[str, Any]) -> list[str]:
+    """Comment lines (FFmpeg ignores them) saying what ``--loudness`` did to the file."""
+    keys = ("target_lufs", "ceiling_dbtp", "before_lufs", "after_lufs", "gain_db", "true_peak_before_dbtp",
+            "true_peak_after_dbtp", "limited_by_peak")  # fmt: skip
+    return ["loudness: " + " ".join(f"{key}={_note_value(figures.get(key))}" for key in keys)]
+
+
+def _note_value(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def parse_ffmetadata(text: str) -> tuple[dict[str, str], list[dict[str, str]]]:

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from batchtts.errors import ManifestError
+from batchtts.errors import ManifestError, UsageError
 from batchtts.ledger import OPTIONAL_COLUMNS
 from batchtts.manifest.readers import Manifest
 from batchtts.storage import AUDIO_DIR, LJSPEECH_AUDIO_DIR, relative_audio_path
@@ -32,11 +32,36 @@ class ShapeOptions:
     keep_parts: bool = False
     shard_dirs: int = 0
     metadata: str | None = None  # a batchtts.job.shaping.metadata.METADATA_KINDS value
+    #: ``--loudness``: each joined file's integrated loudness (LUFS), under a true-peak
+    #: ceiling ``peak`` (dBTP); see :mod:`batchtts.audio.loudness`. None: left as joined.
+    loudness: float | None = None
+    peak: float = -3.0
+    #: ``--room-tone HEAD,TAIL``: seconds of silence opening and closing each joined file.
+    room_tone: tuple[float, float] | None = None
 
     @property
     def joins(self) -> bool:
         """Whether audio may be joined, which needs 16-bit PCM."""
         return bool(self.max_chars or self.group_by)
+
+    def __post_init__(self) -> None:
+        for name, value in (("loudness", self.loudness), ("room_tone", self.room_tone)):
+            if value is not None and not self.joins:
+                raise UsageError(f"{name} is set on joined files: use it with group_by or max_chars")
+
+    @property
+    def finishes_files(self) -> bool:
+        """Whether every file is joined, even from one part: loudness and room tone are set on joined files."""
+        return self.loudness is not None or self.room_tone is not None
+
+    def file_options(self) -> dict[str, object]:
+        """The options that shape a joined file beyond its parts (for the rows' fingerprints)."""
+        options: dict[str, object] = {}
+        if self.loudness is not None:
+            options.update(loudness=self.loudness, peak=self.peak)
+        if self.room_tone is not None:
+            options["room_tone"] = list(self.room_tone)
+        return options
 
     @property
     def extra_columns(self) -> tuple[str, ...]:

@@ -15,7 +15,7 @@ from typing import Any
 from batchtts.api.request import TtsRequest
 from batchtts.job.attempts import Synthesized
 from batchtts.job.items import WorkItem
-from batchtts.ledger import VARIANT_KEY, RowResult, file_stamp, utc_now_iso
+from batchtts.ledger import LOUDNESS_KEY, VARIANT_KEY, RowResult, file_stamp, utc_now_iso
 from batchtts.outcomes import RowStatus
 
 
@@ -87,6 +87,8 @@ class Made:
     audio_seconds: float | None = None
     sample_rate: int | None = None
     group_fingerprint: str | None = None
+    #: ``--loudness``: what normalising the file did (:class:`batchtts.audio.loudness.LoudnessFigures`).
+    loudness: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -148,6 +150,8 @@ def made_result(work: RowWork, made: Made, *, out_dir: Path, fingerprint: str, s
         result.extra.update(file_stamp(made.path) or {})
         if made.group_fingerprint is not None:
             result.extra["group_fingerprint"] = made.group_fingerprint
+        if made.loudness is not None:
+            result.extra[LOUDNESS_KEY] = made.loudness
     return result
 
 
