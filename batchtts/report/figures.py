@@ -140,7 +140,7 @@ def collect_figures(
         if status == "ok":
             figures.audio_seconds += row.get("audio_seconds") or 0.0
         _count_time(figures, row, status, retried, limited)
-        if status in ("ok", "failed") and not row.get("reused"):
+        if status in ("ok", "failed") and not row.get("reused") and attempts:
             _count_voice(figures, row)
         if status == "failed":
             _count_reason(figures, row.get("error") or "(no reason recorded)")

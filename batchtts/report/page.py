@@ -95,9 +95,7 @@ def _fill_texts(folder: JobFolder, figures: Figures, options: ReportOptions) -> 
     listed = [row for row in (*figures.flagged, *figures.sample) if row.get("text") is None]
     if not listed:
         return None
-    manifest = options.manifest
-    if manifest is None and folder.summary and isinstance(folder.summary.get("manifest"), str):
-        manifest = Path(folder.summary["manifest"])
+    manifest = options.manifest or _summary_manifest(folder)
     if manifest is None:
         return "The results do not carry the rows' texts: pass --manifest to show them."
     from batchtts.errors import ManifestError
@@ -114,6 +112,24 @@ def _fill_texts(folder: JobFolder, figures: Figures, options: ReportOptions) -> 
     for row in listed:
         row["text"] = texts.get(row.get("row") or -1)
     return None
+
+
+def _summary_manifest(folder: JobFolder) -> Path | None:
+    """The manifest summary.json names: as written, or, when the run was given relative paths, found
+    from the folder the run started in (the folder whose ``out`` is DIR)."""
+    summary = folder.summary or {}
+    named, out = summary.get("manifest"), summary.get("out")
+    if not isinstance(named, str) or not named:
+        return None
+    manifest = Path(named)
+    if manifest.is_absolute() or manifest.exists() or not isinstance(out, str):
+        return manifest
+    base = folder.out_dir.resolve()
+    for part in Path(out).parts:
+        if part not in (".", ""):
+            base = base.parent
+    guess = base / manifest
+    return guess if guess.exists() else manifest
 
 
 def render_page(folder: JobFolder, figures: Figures, *, page_dir: Path, text_note: str | None = None) -> str:
@@ -158,7 +174,7 @@ def _summary_section(folder: JobFolder, figures: Figures) -> str:
         "pending": "pending",
         "attempts": "requests",
         "retried_rows": "rows retried",
-        "rate_limited_rows": "rows ending in 429",
+        "rate_limited_rows": "rows answered 429",
         "flagged": "rows flagged by the audio checks",
         "audio_seconds": "audio (s)",
     }
@@ -194,7 +210,8 @@ def _timeline_section(figures: Figures) -> str:
         '<section id="timeline"><h2>Rows over time</h2>'
         f'<p class="legend">{legend()}</p>{timeline_svg(figures)}'
         '<p class="note">Rows counted when their last attempt ended; rows kept from earlier runs are not shown. '
-        "A row marked 429 is one whose results say it was answered 429.</p></section>"
+        "A row counts as answered 429 when any of its requests was "
+        "(the journal says so; a merged folder only knows of rows whose last answer was 429).</p></section>"
     )
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from batchtts.ledger.journal import final_entries_at
-from batchtts.report.folder import JobFolder
+from batchtts.report.folder import JOURNAL, STATE_DIR, JobFolder
 
 #: Columns of the results a report reads (the others are never loaded).
 BASE_COLUMNS = (
@@ -53,11 +53,39 @@ BATCH_ROWS = 4096
 def iter_rows(folder: JobFolder, text_columns: tuple[str, ...] = ("text",)) -> Iterator[dict[str, Any]]:
     """Each result row once, as a dict of the report's columns (and ``text`` when the results carry it)."""
     if folder.results is not None:
-        yield from _results_rows(folder.results, text_columns)
+        limited = rate_limited_rows(folder.out_dir / STATE_DIR / JOURNAL)
+        for row in _results_rows(folder.results, text_columns):
+            if limited and row["rate_limited"] is None:
+                row["rate_limited"] = limited.get((row["row"], row["voice_id"]))
+            yield row
         return
     for journal in folder.journals:
         for entry in final_entries_at(journal):
             yield _clean(_from_entry(entry, text_columns))
+
+
+def rate_limited_rows(journal: Path) -> dict[tuple[int | None, str | None], int]:
+    """{(row, voice): 429 answers} from a finished job's journal: the results manifest has no such column.
+
+    Only the lines that name the key are parsed, and only those rows are kept.
+    """
+    counts: dict[tuple[int | None, str | None], int] = {}
+    try:
+        handle = open(journal, "rb")  # noqa: SIM115 - closed below
+    except OSError:
+        return counts
+    with handle:
+        for line in handle:
+            if b'"rate_limited"' not in line or not line.endswith(b"\n"):
+                continue
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            count = entry.get(RATE_LIMITED_KEY) if isinstance(entry, dict) else None
+            if isinstance(count, int) and count > 0:
+                counts[(entry.get("row"), entry.get("voice_id"))] = count
+    return counts
 
 
 def _from_entry(entry: dict[str, Any], text_columns: tuple[str, ...]) -> dict[str, Any]:
