@@ -321,9 +321,7 @@ def _player(folder: JobFolder, path: str | None, page_dir: Path) -> str:
 def _plain(value: Any) -> str:
     if value is None:
         return "–"
-    if isinstance(value, float):
-        return f"{value:g}" if abs(value) < 1e6 else f"{value:.0f}"
-    return str(value)
+    return str(value)  # floats as Python writes them: the figure summary.json holds, digit for digit
 
 
 def _ms(value: float | None) -> str:
