@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -65,7 +64,7 @@ def test_flagged_rows_are_capped_and_the_rest_counted(tmp_path):
     rows = result_rows(300, flagged_every=2)
     write_job(tmp_path / "out", rows)
     options = ReportOptions(max_listed=25, sample_size=5)
-    page, figures = write_report(tmp_path / "out", options=options)
+    page, _figures = write_report(tmp_path / "out", options=options)
     html = page.read_text(encoding="utf-8")
     flagged = sum(bool(row["qa"]) for row in rows)
     assert len(rows_in(html, "flagged")) == 25
