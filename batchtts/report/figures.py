@@ -1,7 +1,7 @@
 """The figures a report shows, from one streamed pass over the rows, in memory that does not grow with them.
 
-Times are kept as counts per second of finishing (a job's length in seconds,
-not its rows), durations as log-scale histograms per voice, failure reasons
+Times are kept as counts per second of finishing (at most
+:data:`MAX_TIME_SLOTS` slots: a longer job gets wider ones), durations as log-scale histograms per voice, failure reasons
 as a capped tally, and rows to list (flagged, and a seeded sample of ok rows
 to listen to) up to a cap, with a count of the rest.
 """
@@ -26,6 +26,8 @@ OTHER_VOICES = "(other voices)"
 #: Distinct failure reasons tallied; later new ones are counted together.
 MAX_REASONS = 200
 OTHER_REASONS = "(other reasons)"
+#: Time slots kept before they are made ten times wider (about 150 bytes each).
+MAX_TIME_SLOTS = 50_000
 #: Characters of a failure reason kept.
 REASON_CHARS = 300
 
@@ -104,7 +106,9 @@ class Figures:
     retried_rows: int = 0
     rate_limited_rows: int = 0
     audio_seconds: float = 0.0
+    #: Finishes per time slot (its first second since the epoch), slots of ``resolution`` seconds.
     seconds: dict[int, Second] = field(default_factory=dict)
+    resolution: int = 1
     voices: dict[str, VoiceTimes] = field(default_factory=dict)
     reasons: Counter[str] = field(default_factory=Counter)
     flags: Counter[str] = field(default_factory=Counter)
@@ -168,6 +172,7 @@ def _count_time(figures: Figures, row: dict[str, Any], status: str, retried: boo
     moment = parse_time(row.get("finished_at"))
     if moment is None:
         return
+    moment -= moment % figures.resolution
     second = figures.seconds.get(moment)
     if second is None:
         second = figures.seconds[moment] = Second()
@@ -177,6 +182,21 @@ def _count_time(figures: Figures, row: dict[str, Any], status: str, retried: boo
         second.failed += 1
     second.retried += retried
     second.rate_limited += limited
+    if len(figures.seconds) > MAX_TIME_SLOTS:
+        _coarsen(figures)
+
+
+def _coarsen(figures: Figures) -> None:
+    """Ten times wider time slots: a job of many days keeps a bounded tally (the chart shows 60 bars)."""
+    figures.resolution *= 10
+    merged: dict[int, Second] = {}
+    for moment, second in figures.seconds.items():
+        into = merged.setdefault(moment - moment % figures.resolution, Second())
+        into.ok += second.ok
+        into.failed += second.failed
+        into.retried += second.retried
+        into.rate_limited += second.rate_limited
+    figures.seconds = merged
 
 
 def _count_voice(figures: Figures, row: dict[str, Any]) -> None:

@@ -104,19 +104,28 @@ def _results_rows(path: Path, text_columns: tuple[str, ...]) -> Iterator[dict[st
     if suffix == ".jsonl":
         yield from _jsonl_rows(path, text_columns)
         return
-    for names, columns in _arrow_batches(path, suffix, text_columns):
+    template = dict.fromkeys((*BASE_COLUMNS, *QA_COLUMNS, RATE_LIMITED_KEY, "text"))
+    for names, columns, typed in _arrow_batches(path, suffix, text_columns):
         text = next((name for name in text_columns if name in names), None)
+        keys = ["text" if name == text else name for name in columns]
+        tidy = _tidy if typed else _clean
         for values in zip(*columns.values(), strict=True):
-            record = dict(zip(columns, values, strict=True))
-            row = {name: record.get(name) for name in (*BASE_COLUMNS, *QA_COLUMNS, RATE_LIMITED_KEY)}
-            row["text"] = record.get(text) if text is not None else None
-            yield _clean(row)
+            row = template.copy()
+            row.update(zip(keys, values, strict=True))
+            yield tidy(row)
 
 
 def _arrow_batches(
     path: Path, suffix: str, text_columns: tuple[str, ...]
-) -> Iterator[tuple[list[str], dict[str, list[Any]]]]:
-    """(all column names, {wanted column: values}) a block at a time; only wanted columns are decoded."""
+) -> Iterator[tuple[list[str], dict[str, list[Any]], bool]]:
+    """(all column names, {wanted column: values}, typed) a block at a time; only wanted columns are decoded.
+
+    ``typed``: the values already have the report's types (a Parquet file as the runner writes it), so
+    rows need no conversion, only tidying (:func:`_tidy`); CSV cells are text (:func:`_clean`).
+    """
+    from batchtts.manifest.arrowpool import use_system_allocator
+
+    use_system_allocator()  # memory freed between blocks goes back to the system (see arrowpool)
     wanted = (*BASE_COLUMNS, *QA_COLUMNS, RATE_LIMITED_KEY, *text_columns)
     if suffix == ".csv":
         import pyarrow as pa
@@ -131,15 +140,23 @@ def _arrow_batches(
         )
         reader = pacsv.open_csv(path, convert_options=options, read_options=pacsv.ReadOptions(block_size=1 << 20))
         for batch in reader:
-            yield names, {name: batch.column(name).to_pylist() for name in picked}
+            yield names, {name: batch.column(name).to_pylist() for name in picked}, False
         return
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     parquet = pq.ParquetFile(path)
-    names = parquet.schema_arrow.names
+    schema = parquet.schema_arrow
+    names = schema.names
     picked = [name for name in names if name in wanted]
-    for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=picked):
-        yield names, {name: batch.column(name).to_pylist() for name in picked}
+    typed = all(
+        (pa.types.is_integer(schema.field(n).type) if n in _INTS else pa.types.is_floating(schema.field(n).type))
+        or pa.types.is_null(schema.field(n).type)
+        for n in picked
+        if n in _INTS or n in _FLOATS
+    ) and all(pa.types.is_list(schema.field(n).type) for n in picked if n == "qa")
+    for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=picked, use_threads=False):
+        yield names, {name: batch.column(name).to_pylist() for name in picked}, typed
 
 
 def _jsonl_rows(path: Path, text_columns: tuple[str, ...]) -> Iterator[dict[str, Any]]:
@@ -177,6 +194,17 @@ def _clean(row: dict[str, Any]) -> dict[str, Any]:
     for name in ("id", "status", "path", "error", "voice_id", "started_at", "finished_at", "text"):
         value = row.get(name)
         row[name] = None if value is None or value == "" else str(value)
+    return row
+
+
+def _tidy(row: dict[str, Any]) -> dict[str, Any]:
+    """A row whose values are typed already: ``qa`` a list, ``reused`` a bool, no empty strings."""
+    if row["qa"] is None:
+        row["qa"] = []
+    row["reused"] = row["reused"] is True
+    for name in ("path", "error", "voice_id", "text"):
+        if row[name] == "":
+            row[name] = None
     return row
 
 

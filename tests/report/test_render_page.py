@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import os
 import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from click.testing import CliRunner
 
 from batchtts.cli import main
+from batchtts.report.charts import timeline_svg
 from batchtts.report.page import ReportOptions, write_report
 from tests.report_support import journal_entries, result_rows, write_job, write_journal, write_wav
 
@@ -208,3 +210,20 @@ def test_an_unwritable_page_is_a_one_line_error(tmp_path):
     result = CliRunner().invoke(main, ["report", str(out), "--out", str(out / "summary.json" / "r.html")])
     assert result.exit_code == 2
     assert "cannot write the report" in result.output and "Traceback" not in result.output
+
+
+def test_a_job_of_many_days_keeps_a_bounded_time_tally(monkeypatch):
+    from batchtts.report import figures as figures_module
+
+    monkeypatch.setattr(figures_module, "MAX_TIME_SLOTS", 100)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = [
+        {"status": "ok", "attempts": 1, "finished_at": (start + timedelta(seconds=n)).isoformat(), "qa": []}
+        for n in range(0, 5 * 86400, 997)
+    ]
+    rows += [{"status": "failed", "attempts": 2, "finished_at": f"2026-01-01T00:{n:02d}:07Z"} for n in range(60)]
+    figures = figures_module.collect_figures(rows)
+    assert len(figures.seconds) <= 100 and figures.resolution > 1
+    assert sum(s.ok for s in figures.seconds.values()) == len(rows) - 60
+    assert sum(s.failed + s.retried for s in figures.seconds.values()) == 120
+    assert 'class="bar"' in timeline_svg(figures)
