@@ -1,9 +1,9 @@
 """The figures a report shows, from one streamed pass over the rows, in memory that does not grow with them.
 
-Times are kept as counts per second of finishing (at most
-:data:`MAX_TIME_SLOTS` slots: a longer job gets wider ones), durations as log-scale histograms per voice, failure reasons
-as a capped tally, and rows to list (flagged, and a seeded sample of ok rows
-to listen to) up to a cap, with a count of the rest.
+Times are kept as counts per second of finishing (at most :data:`MAX_TIME_SLOTS`
+slots: a longer job gets wider ones), durations as log-scale histograms per
+voice, failure reasons as a capped tally, and rows to list (flagged, and a
+seeded sample of ok rows to listen to) up to a cap, with a count of the rest.
 """
 
 from __future__ import annotations
