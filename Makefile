@@ -25,13 +25,19 @@ $(DEMO): $(BIN)/python pyproject.toml
 
 install: $(DEV)
 
+# The report page's browser test drives Debian's chromium (through Playwright, never its own browser
+# download): installed here when missing, a no-op when present.
+CHROMIUM = /usr/bin/chromium
+$(CHROMIUM):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+
 # ruff (lint, then the formatting check) and mypy; `make test` runs them first, so CI enforces them.
 lint: install
 	$(BIN)/ruff check batchtts tests benchmarks
 	$(BIN)/ruff format --check batchtts tests benchmarks
 	$(BIN)/mypy
 
-test: lint
+test: lint $(CHROMIUM)
 	$(BIN)/python -m pytest
 
 demo: $(DEMO)

@@ -47,7 +47,7 @@ FLOOR = HERE / "floor.py"
 DATA = HERE / "data.py"
 PYTHON = sys.executable
 KEY = "bench-key"
-SECTIONS = ("startup", "floor", "throughput", "memory", "loudness")
+SECTIONS = ("startup", "floor", "throughput", "memory", "loudness", "report")
 PACKAGES = (
     "batchtts",
     "httpx",
@@ -93,6 +93,8 @@ class Config:
     long_row_rate: int = 44100
     loudness_minutes: float = 30.0  # audio joined into one chapter, with and without --loudness
     loudness_parts: int = 30
+    report_rows: int = 100_000
+    report_small_rows: int = 1_000
 
 
 FULL = Config()
@@ -112,6 +114,8 @@ QUICK = Config(
     long_row_seconds=20.0,
     loudness_minutes=0.5,
     loudness_parts=3,
+    report_rows=5_000,
+    report_small_rows=200,
 )
 
 
@@ -713,12 +717,45 @@ def bench_loudness(cfg: Config, work: Path) -> list[Figure]:
     return figures
 
 
+def bench_report(cfg: Config, work: Path) -> list[Figure]:
+    """`batchtts report` over a finished job's results (audio check columns included): time and peak RSS,
+    beside the same for a small job (the baseline: memory must not grow with the rows)."""
+    measured: dict[int, list[Measured]] = {}
+    for rows in (cfg.report_small_rows, cfg.report_rows):
+        folder = work / f"report-{rows}"
+        if not (folder / "results.parquet").exists():
+            fresh(folder)
+            subprocess.run([PYTHON, str(DATA), "job", str(folder), str(rows)], check=True)
+        measured[rows] = [measure(batchtts("report", str(folder))) for _ in range(cfg.runs)]
+    small, big = (measured[n] for n in (cfg.report_small_rows, cfg.report_rows))
+    small_wall, big_wall = median([m.wall for m in small]), median([m.wall for m in big])
+    small_rss, big_rss = median([m.maxrss_mb for m in small]), median([m.maxrss_mb for m in big])
+    return [
+        Figure(
+            "report",
+            f"`batchtts report`, {cfg.report_rows:,}-row results: time (baseline: {cfg.report_small_rows:,} rows)",
+            f"{big_wall:.2f} s (baseline {small_wall:.2f} s)",
+            "< 10 s",
+            big_wall < 10,
+            {"walls": [m.wall for m in big], "small_walls": [m.wall for m in small]},
+        ),
+        Figure(
+            "report",
+            f"`batchtts report`, {cfg.report_rows:,}-row results: peak RSS (baseline: {cfg.report_small_rows:,} rows)",
+            f"{big_rss:.0f} MB (baseline {small_rss:.0f} MB, {big_rss - small_rss:+.0f} MB)",
+            "within 30 MB of the baseline",
+            big_rss - small_rss <= 30,
+        ),
+    ]
+
+
 BENCHES: dict[str, Callable[[Config, Path], list[Figure]]] = {
     "startup": bench_startup,
     "floor": bench_floor,
     "throughput": bench_throughput,
     "memory": bench_memory,
     "loudness": bench_loudness,
+    "report": bench_report,
 }
 
 
@@ -758,6 +795,7 @@ SECTION_TITLES = {
     "throughput": "Throughput at the limit",
     "memory": "Memory",
     "loudness": "Loudness of joined chapters",
+    "report": "Report page",
 }
 
 

@@ -10,6 +10,7 @@ import click
 
 from batchtts import __version__
 from batchtts.cli.check_audiobook import check_audiobook
+from batchtts.cli.report import report
 from batchtts.cli.run import run
 from batchtts.cli.serve import serve
 from batchtts.cli.validate import validate
@@ -21,6 +22,7 @@ def main() -> None:
     """Batch text-to-speech jobs for the Smallest AI Waves streaming API."""
 
 
+main.add_command(report)
 main.add_command(run)
 main.add_command(serve)
 main.add_command(validate)

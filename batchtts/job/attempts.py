@@ -41,6 +41,8 @@ class Synthesized:
     error: AttemptError | None = None
     #: When the last attempt ended (ISO, UTC): the row's own timing, not when its file landed.
     finished_at: str | None = None
+    #: Answers 429 among the attempts (the report marks such rows; they do not use up attempts).
+    rate_limited: int = 0
 
     @property
     def ok(self) -> bool:
@@ -160,6 +162,7 @@ class Attempts:
                 sink.finish()
             except RateLimited as exc:
                 sink.abort()
+                done.rate_limited += 1
                 throttle.on_rate_limited(start, exc.retry_after, kind=refusal_kind(exc.message))
                 raise
             except OSError as exc:  # the audio came, the disk refused it (full?): retrying would not help

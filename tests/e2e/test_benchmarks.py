@@ -36,6 +36,7 @@ def test_quick_benchmark_writes_every_section(tmp_path):
         "## Throughput at the limit",
         "## Memory",
         "## Loudness of joined chapters",
+        "## Report page",
     ):
         assert heading in markdown, heading
     for figure in (
@@ -48,6 +49,7 @@ def test_quick_benchmark_writes_every_section(tmp_path):
         "`--limit",
         "streamed to disk: peak RSS",
         "cost of `--loudness` (flac)",
+        "`batchtts report`",
     ):
         assert figure in markdown, figure
     report = json.loads((out / "results.json").read_text(encoding="utf-8"))

@@ -36,6 +36,7 @@ class Part:
     error: str | None = None
     cached: bool = False
     finished_at: str | None = None
+    rate_limited: int = 0  # answers 429 on the way
 
     @classmethod
     def of(cls, done: Synthesized, fingerprint: str | None, redact: Callable[[str], str]) -> Part:
@@ -53,6 +54,7 @@ class Part:
             audio_bytes=done.sink.audio_bytes if done.sink else None,
             error=None if done.ok else redact(error.message if error else "cancelled"),
             finished_at=done.finished_at,
+            rate_limited=done.rate_limited,
         )
 
 
@@ -146,6 +148,9 @@ def made_result(work: RowWork, made: Made, *, out_dir: Path, fingerprint: str, s
     )
     # For reruns (batchtts.ledger.resume): what made the file, and the file as written.
     result.extra["fingerprint"] = fingerprint
+    rate_limited = sum(part.rate_limited for part in parts)
+    if rate_limited:  # journal only, for the report (batchtts.report): the row was answered 429 on the way
+        result.extra["rate_limited"] = rate_limited
     if ok and made.path is not None:
         result.extra.update(file_stamp(made.path) or {})
         if made.group_fingerprint is not None:
