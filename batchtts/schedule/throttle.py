@@ -356,9 +356,12 @@ class Throttle:
             self._turns += 1
 
     async def _give_turn(self) -> None:
-        async with self._turn_free:
-            self._turns -= 1
-            self._notify_turns()
+        # Shielded: a row cancelled (the job stopping, a sibling part failing) must still give
+        # its turn back, and taking the lock in a cancelled scope would raise before it did.
+        with anyio.CancelScope(shield=True):
+            async with self._turn_free:
+                self._turns -= 1
+                self._notify_turns()
 
     def _notify_turns(self) -> None:
         """Wake as many waiting workers as may take a turn now (not all: 64 workers, 1 stream)."""
@@ -392,10 +395,11 @@ class Throttle:
                 # Unanswered (failed before an answer, or no client marks): the attempt is
                 # over, so whatever the API made of it has happened by now.
                 start.mark_answered()
-            async with self._changed:
-                self._in_flight -= 1
-                self._changed.notify_all()
-                self._notify_turns()  # the cap may have grown with this stream's success
+            with anyio.CancelScope(shield=True):  # given back even when the request was cancelled
+                async with self._changed:
+                    self._in_flight -= 1
+                    self._changed.notify_all()
+                    self._notify_turns()  # the cap may have grown with this stream's success
 
     async def _wait_for_start(self) -> Start:
         async with self._pace_lock:
