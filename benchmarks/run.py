@@ -708,7 +708,7 @@ def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     if not ordered:
         return float("nan")
-    return ordered[min(len(ordered) - 1, max(0, int(round(share * len(ordered) + 0.5)) - 1))]
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(share * len(ordered)) - 1))]
 
 
 def bench_concurrency(cfg: Config, work: Path) -> list[Figure]:
@@ -769,7 +769,9 @@ def bench_concurrency(cfg: Config, work: Path) -> list[Figure]:
     def both(key: str, fmt: str) -> str:
         return f"{median(found['auto'][key]):{fmt}} (fixed: {median(found['fixed'][key]):{fmt}})"
 
-    where = f"{c}-stream server, L = {latency:g} s a request (`serve --concurrency {c} --latency {latency:g}`), {n} rows"
+    where = (
+        f"{c}-stream server, L = {latency:g} s a request (`serve --concurrency {c} --latency {latency:g}`), {n} rows"
+    )
     reach = median(found["auto"]["reach_seconds"])
     steady = median(found["auto"]["steady_ratio"])
     figures += [
@@ -834,7 +836,7 @@ def bench_gap(cfg: Config, work: Path) -> list[Figure]:
         figures.append(
             Figure(
                 "gap",
-                f"1-stream server, TTFB {ttfb:g} s, {n} rows × {cfg.runs} runs, {label}: gap from a stream's end "
+                f"1-stream server, TTFB {ttfb:g} s, {n} rows x {cfg.runs} runs, {label}: gap from a stream's end "
                 "to the next request's arrival (server clock), median / p90 / max "
                 "(before: 5.2 / 45 / 135 ms with `--concurrency 1`)",
                 f"{median(values):.1f} / {p90:.1f} / {max(values):.1f} ms ({len(values)} gaps)",
@@ -872,8 +874,8 @@ def bench_pacing(cfg: Config, work: Path) -> list[Figure]:
                 f"server `--rate {rate} --answer-delay 0.05-0.3` (counts on arrival, answers late), runner "
                 f"`--rate {rate}` (defaults otherwise), {n} rows, median of {repeats}: start rate at the server "
                 "÷ rate, and 429s (before: 0.906 of 10/s)",
-                f"{ratio:.3f} ({ratio * per_second:.2f}/s); {refused_median} × 429",
-                "≥ 0.98, 0 × 429",
+                f"{ratio:.3f} ({ratio * per_second:.2f}/s); {refused_median} x 429",
+                "≥ 0.98, 0 x 429",
                 ratio >= 0.98 and max(refusals) == 0,
                 {"ratios": ratios, "refused": refusals},
             )
