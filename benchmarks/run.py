@@ -675,9 +675,9 @@ def server_times(server: Server) -> tuple[list[float], list[float]]:
 
 
 def requests_and_refusals(server: Server) -> tuple[int, int]:
-    """Synthesis requests the server answered, and how many of them were 429."""
+    """Synthesis requests (the live route; not the voice catalog's GET), and how many were answered 429."""
     stats = server.stats()
-    return sum(stats["responses"].values()), stats["rate_limited"]
+    return stats["requests"].get("live", 0), stats["rate_limited"]
 
 
 def streams_over_time(starts: list[float], ends: list[float]) -> list[tuple[float, int]]:
