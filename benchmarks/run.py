@@ -1,4 +1,4 @@
-"""batchtts benchmark suite: CPU, throughput, memory and start-up, against the local server on loopback.
+"""batchtts benchmark suite: CPU, throughput, memory, start-up, concurrency and pacing, against the local server.
 
     python benchmarks/run.py [--quick] [--runs N] [--out DIR] [--only SECTION ...]
 
@@ -17,9 +17,11 @@ figures mean nothing, it only proves the suite still works (the test suite runs 
 from __future__ import annotations
 
 import argparse
+import bisect
 import contextlib
 import csv
 import json
+import math
 import os
 import platform
 import re
@@ -47,7 +49,7 @@ FLOOR = HERE / "floor.py"
 DATA = HERE / "data.py"
 PYTHON = sys.executable
 KEY = "bench-key"
-SECTIONS = ("startup", "floor", "throughput", "memory", "loudness", "report")
+SECTIONS = ("startup", "floor", "throughput", "memory", "concurrency", "gap", "pacing", "loudness", "report")
 PACKAGES = (
     "batchtts",
     "httpx",
@@ -95,6 +97,14 @@ class Config:
     loudness_parts: int = 30
     report_rows: int = 100_000
     report_small_rows: int = 1_000
+    one_stream_rows: int = 120  # a 1-stream account, first audio after one_stream_ttfb
+    one_stream_ttfb: float = 0.3
+    many_streams: int = 64  # a C-stream account, each request many_latency seconds
+    many_latency: float = 1.0
+    many_rows: int = 768
+    gap_rows: int = 60
+    gap_ttfb: float = 0.1
+    pacing_cases: tuple[tuple[str, int, int], ...] = (("10/s", 300, 3), ("600/min", 1300, 1))  # rate, rows, runs
 
 
 FULL = Config()
@@ -116,6 +126,14 @@ QUICK = Config(
     loudness_parts=3,
     report_rows=5_000,
     report_small_rows=200,
+    one_stream_rows=8,
+    one_stream_ttfb=0.05,
+    many_streams=8,
+    many_latency=0.2,
+    many_rows=32,
+    gap_rows=8,
+    gap_ttfb=0.02,
+    pacing_cases=(("40/s", 20, 1), ("1200/min", 20, 1)),
 )
 
 
@@ -655,6 +673,230 @@ def bench_memory(cfg: Config, work: Path) -> list[Figure]:
     return figures
 
 
+# --- issue 13: the stream cap found at run time, the gap between streams, pacing ---------------
+
+
+def server_times(server: Server) -> tuple[list[float], list[float]]:
+    """The server's admitted request arrivals and stream ends (its monotonic clock), sorted."""
+    stats = server.stats()
+    return sorted(stats["start_times"]), sorted(stats["end_times"])
+
+
+def requests_and_refusals(server: Server) -> tuple[int, int]:
+    """Synthesis requests (the live route; not the voice catalog's GET), and how many were answered 429."""
+    stats = server.stats()
+    return stats["requests"].get("live", 0), stats["rate_limited"]
+
+
+def streams_over_time(starts: list[float], ends: list[float]) -> list[tuple[float, int]]:
+    """(time, streams open just after it) at every admission and end."""
+    events = sorted([(t, 1) for t in starts] + [(t, -1) for t in ends], key=lambda e: (e[0], e[1]))
+    open_now, timeline = 0, []
+    for t, step in events:
+        open_now += step
+        timeline.append((t, open_now))
+    return timeline
+
+
+def gaps_ms(starts: list[float], ends: list[float]) -> list[float]:
+    """For each stream's end but the last: the wait until the server admitted the next request.
+
+    On a 1-stream account that is all the time the client left the account idle.
+    """
+    gaps = []
+    for end in ends:
+        index = bisect.bisect_left(starts, end)
+        if index < len(starts):
+            gaps.append((starts[index] - end) * 1000)
+    return gaps
+
+
+def percentile(values: list[float], share: float) -> float:
+    """Nearest-rank percentile (``share`` in 0..1)."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(share * len(ordered)) - 1))]
+
+
+def bench_concurrency(cfg: Config, work: Path) -> list[Figure]:
+    """``--concurrency auto`` (the default) against a fixed cap, on a 1-stream and a C-stream account."""
+    figures = []
+    # (a) The documented default account: one stream at a time, first audio after TTFB.
+    n, ttfb = cfg.one_stream_rows, cfg.one_stream_ttfb
+    manifest, _ = write_workload(work, n)
+    common = ["--sample-rate", "24000", "--file-format", "raw"]
+    walls: dict[str, list[float]] = {"auto": [], "one": []}
+    refused: dict[str, list[tuple[int, int]]] = {"auto": [], "one": []}
+    with Server("--concurrency", "1", "--latency", str(ttfb)) as server:
+        for _ in range(cfg.runs):
+            for mode, extra in (("auto", []), ("one", ["--concurrency", "1"])):
+                server.reset_stats()
+                m = measure(run_argv(manifest, work / "conc-out", server, *common, *extra), env=RUN_ENV)
+                walls[mode].append(m.wall)
+                refused[mode].append(requests_and_refusals(server))
+    ratio = median([a / o for a, o in zip(walls["auto"], walls["one"], strict=True)])
+    share = median([r / max(1, q) for q, r in refused["auto"]])
+    auto_429 = int(median([r for _, r in refused["auto"]]))
+    one_429 = int(median([r for _, r in refused["one"]]))
+    where = f"1-stream server (`serve --concurrency 1 --latency {ttfb:g}`), {n} rows"
+    figures += [
+        Figure(
+            "concurrency",
+            f"{where}: wall time, defaults (auto) ÷ `--concurrency 1` (median of the runs' ratios)",
+            f"{ratio:.3f}x ({median(walls['auto']):.1f} s against {median(walls['one']):.1f} s)",
+            "≤ 1.05x",
+            ratio <= 1.05,
+            {"walls": walls},
+        ),
+        Figure(
+            "concurrency",
+            f"{where}: refused requests (429 ÷ requests), defaults; baseline `--concurrency 1`",
+            f"{share:.1%} ({auto_429} of {median([q for q, _ in refused['auto']]):.0f}); baseline {one_429}",
+            "≤ 2%",
+            share <= 0.02,
+            {"refused": refused},
+        ),
+    ]
+    # (b) A C-stream account, each request L seconds (latency-bound): how fast auto finds C.
+    c, latency, n = cfg.many_streams, cfg.many_latency, cfg.many_rows
+    manifest, _ = write_workload(work, n, short=True)
+    found: dict[str, dict[str, list[float]]] = {}
+    with Server("--latency", str(latency), "--concurrency", str(c)) as server:
+        for _ in range(cfg.runs):
+            for mode, extra in (("auto", []), ("fixed", ["--concurrency", str(c)])):
+                server.reset_stats()
+                measure(run_argv(manifest, work / "conc-out", server, *common, *extra), env=RUN_ENV)
+                _, refusals = requests_and_refusals(server)
+                starts, ends = server_times(server)
+                figures_run = ramp_figures(starts, ends, c, latency)
+                figures_run["refused"] = refusals
+                for key, value in figures_run.items():
+                    found.setdefault(mode, {}).setdefault(key, []).append(value)
+
+    def both(key: str, fmt: str) -> str:
+        return f"{median(found['auto'][key]):{fmt}} (fixed: {median(found['fixed'][key]):{fmt}})"
+
+    where = (
+        f"{c}-stream server, L = {latency:g} s a request (`serve --concurrency {c} --latency {latency:g}`), {n} rows"
+    )
+    reach = median(found["auto"]["reach_seconds"])
+    steady = median(found["auto"]["steady_ratio"])
+    figures += [
+        Figure(
+            "concurrency",
+            f"{where}: seconds from the first request to {math.ceil(0.95 * c)} streams open (0.95 C), "
+            "defaults (baseline: fixed `--concurrency " + str(c) + "`)",
+            both("reach_seconds", ".1f") + " s",
+            "≤ 10 s",
+            reach <= 10,
+            found,
+        ),
+        Figure(
+            "concurrency",
+            "the same: rows/s ÷ (C/L) from then on (whole rounds of L), defaults (fixed)",
+            both("steady_ratio", ".3f"),
+            "≥ 0.95",
+            steady >= 0.95,
+        ),
+        Figure(
+            "concurrency",
+            "the same: rows/s ÷ (C/L) over the first 10 s, slow start included, defaults (fixed)",
+            both("first_10s_ratio", ".3f"),
+        ),
+        Figure("concurrency", "the same: answered 429, defaults (fixed)", both("refused", ".0f")),
+    ]
+    return figures
+
+
+def ramp_figures(starts: list[float], ends: list[float], c: int, latency: float) -> dict[str, float]:
+    """How fast the streams reached 0.95 C, and the rows/s ÷ (C/L) then and over the first 10 s."""
+    first = starts[0]
+    target = math.ceil(0.95 * c)
+    reach_at = next((t for t, open_now in streams_over_time(starts, ends) if open_now >= target), math.inf)
+    first_10s = sum(1 for t in ends if t <= first + 10.0) / 10.0 / (c / latency)
+    steady = float("nan")
+    if math.isfinite(reach_at):
+        # Requests start in rounds of L; count whole rounds, from half a round before the first at 0.95 C.
+        rounds = max(1, math.floor((starts[-1] - reach_at) / latency))
+        lo = reach_at - latency / 2
+        hi = lo + rounds * latency
+        steady = sum(1 for t in starts if lo <= t < hi) / (rounds * latency) / (c / latency)
+    return {"reach_seconds": reach_at - first, "steady_ratio": steady, "first_10s_ratio": first_10s}
+
+
+def bench_gap(cfg: Config, work: Path) -> list[Figure]:
+    """The idle time between one stream's end and the next request's arrival, measured by the server."""
+    n, ttfb = cfg.gap_rows, cfg.gap_ttfb
+    manifest, _ = write_workload(work, n)
+    common = ["--sample-rate", "24000", "--file-format", "raw"]
+    gaps: dict[str, list[float]] = {"one": [], "auto": []}
+    with Server("--concurrency", "1", "--latency", str(ttfb)) as server:
+        for _ in range(cfg.runs):
+            for mode, extra in (("one", ["--concurrency", "1"]), ("auto", [])):
+                server.reset_stats()
+                measure(run_argv(manifest, work / "gap-out", server, *common, *extra), env=RUN_ENV)
+                gaps[mode] += gaps_ms(*server_times(server))
+    figures = []
+    for mode, label in (("one", "`--concurrency 1`"), ("auto", "defaults (auto)")):
+        values = gaps[mode]
+        p90 = percentile(values, 0.9)
+        figures.append(
+            Figure(
+                "gap",
+                f"1-stream server, TTFB {ttfb:g} s, {n} rows x {cfg.runs} runs, {label}: gap from a stream's end "
+                "to the next request's arrival (server clock), median / p90 / max "
+                "(before: 5.2 / 45 / 135 ms with `--concurrency 1`)",
+                f"{median(values):.1f} / {p90:.1f} / {max(values):.1f} ms ({len(values)} gaps)",
+                "p90 ≤ 10 ms",
+                p90 <= 10,
+                {"gaps_ms": values},
+            )
+        )
+    return figures
+
+
+def bench_pacing(cfg: Config, work: Path) -> list[Figure]:
+    """Pacing at the full rate against a server that counts requests on arrival and answers 50-300 ms later."""
+    figures = []
+    for rate, n, repeats in cfg.pacing_cases:
+        manifest, _ = write_workload(work, n, short=True)
+        ratios, refusals = [], []
+        with Server("--rate", rate, "--answer-delay", "0.05-0.3", "--seed", "13") as server:
+            per_second = parse_rate_per_second(rate)
+            for _ in range(repeats):
+                server.reset_stats()
+                measure(
+                    run_argv(manifest, work / "pacing-out", server, "--rate", rate, "--sample-rate", "24000"),
+                    env=RUN_ENV,
+                )
+                starts, _ = server_times(server)
+                _, refused = requests_and_refusals(server)
+                achieved = (len(starts) - 1) / (starts[-1] - starts[0]) if len(starts) > 1 else 0.0
+                ratios.append(achieved / per_second)
+                refusals.append(refused)
+        ratio, refused_median = median(ratios), int(median(refusals))
+        figures.append(
+            Figure(
+                "pacing",
+                f"server `--rate {rate} --answer-delay 0.05-0.3` (counts on arrival, answers late), runner "
+                f"`--rate {rate}` (defaults otherwise), {n} rows, median of {repeats}: start rate at the server "
+                "÷ rate, and 429s (before: 0.906 of 10/s)",
+                f"{ratio:.3f} ({ratio * per_second:.2f}/s); {refused_median} x 429",
+                "≥ 0.98, 0 x 429",
+                ratio >= 0.98 and max(refusals) == 0,
+                {"ratios": ratios, "refused": refusals},
+            )
+        )
+    return figures
+
+
+def parse_rate_per_second(text: str) -> float:
+    """``N/s``, ``N/min``, ``N/h`` as starts per second (the harness does not import batchtts)."""
+    count, _, unit = text.partition("/")
+    return float(count) / {"s": 1.0, "min": 60.0, "h": 3600.0}[unit]
+
+
 def bench_loudness(cfg: Config, work: Path) -> list[Figure]:
     """The cost of --loudness: joining a chapter normalised against joining it as it is (CPU s per hour of audio)."""
     import numpy as np
@@ -754,6 +996,9 @@ BENCHES: dict[str, Callable[[Config, Path], list[Figure]]] = {
     "floor": bench_floor,
     "throughput": bench_throughput,
     "memory": bench_memory,
+    "concurrency": bench_concurrency,
+    "gap": bench_gap,
+    "pacing": bench_pacing,
     "loudness": bench_loudness,
     "report": bench_report,
 }
@@ -794,6 +1039,9 @@ SECTION_TITLES = {
     "floor": "Client CPU against the floor",
     "throughput": "Throughput at the limit",
     "memory": "Memory",
+    "concurrency": "Concurrency found at run time",
+    "gap": "The gap between streams",
+    "pacing": "Pacing against a late-answering API",
     "loudness": "Loudness of joined chapters",
     "report": "Report page",
 }

@@ -52,6 +52,10 @@ CountFrom = Literal["send", "answer"]
 #: the send: its arrival's variation, not the trip itself (a constant trip delays every
 #: start alike and keeps their spacing).
 SEND_ALLOWANCE = 0.010
+#: A long window's allowance is this share of it instead, when that is more: a per-minute rate then
+#: takes a count up to 300 ms after the send (a loaded API's queue, a stalled event loop) for at
+#: most 0.5% of the rate, as the guard counts from the answer whenever that comes sooner.
+SEND_ALLOWANCE_SHARE = 0.005
 #: The answer guard: a request not answered this long after it left is taken as counted
 #: then, so one hung request cannot hold every start back.
 ANSWER_WAIT_LIMIT = 1.0
@@ -113,14 +117,16 @@ class Start:
         if self.answered_at is None:
             self.answered_at = self._clock()
 
-    def counted_by(self, now: float, count_from: CountFrom = "answer") -> float | None:
+    def counted_by(
+        self, now: float, count_from: CountFrom = "answer", allowance: float = SEND_ALLOWANCE
+    ) -> float | None:
         """When the API counted this start (at the latest, as far as the guard assumes), or None if not known yet.
 
         ``answer``: the answer's time, which is surely after the count. ``send``: the send
-        plus SEND_ALLOWANCE, an estimate of its arrival (or the answer, if that came sooner).
+        plus ``allowance``, an estimate of its arrival (or the answer, if that came sooner).
         """
         if count_from == "send" and self.sent_at is not None:
-            estimate = self.sent_at + SEND_ALLOWANCE
+            estimate = self.sent_at + allowance
             return estimate if self.answered_at is None else min(estimate, self.answered_at)
         if self.answered_at is not None:
             return self.answered_at
@@ -252,6 +258,7 @@ class Throttle:
         self._window_starts = max(1, math.floor(rate.count)) if rate else 0
         self._window = self._window_starts / rate.per_second if rate else 0.0
         self._window_guard: deque[Start] = deque(maxlen=self._window_starts or 1)
+        self._send_allowance = max(SEND_ALLOWANCE, SEND_ALLOWANCE_SHARE * self._window)
         self._count_from: CountFrom = count_from
         self._adaptive = adaptive
         self._clock = clock
@@ -356,9 +363,12 @@ class Throttle:
             self._turns += 1
 
     async def _give_turn(self) -> None:
-        async with self._turn_free:
-            self._turns -= 1
-            self._notify_turns()
+        # Shielded: a row cancelled (the job stopping, a sibling part failing) must still give
+        # its turn back, and taking the lock in a cancelled scope would raise before it did.
+        with anyio.CancelScope(shield=True):
+            async with self._turn_free:
+                self._turns -= 1
+                self._notify_turns()
 
     def _notify_turns(self) -> None:
         """Wake as many waiting workers as may take a turn now (not all: 64 workers, 1 stream)."""
@@ -392,10 +402,11 @@ class Throttle:
                 # Unanswered (failed before an answer, or no client marks): the attempt is
                 # over, so whatever the API made of it has happened by now.
                 start.mark_answered()
-            async with self._changed:
-                self._in_flight -= 1
-                self._changed.notify_all()
-                self._notify_turns()  # the cap may have grown with this stream's success
+            with anyio.CancelScope(shield=True):  # given back even when the request was cancelled
+                async with self._changed:
+                    self._in_flight -= 1
+                    self._changed.notify_all()
+                    self._notify_turns()  # the cap may have grown with this stream's success
 
     async def _wait_for_start(self) -> Start:
         async with self._pace_lock:
@@ -428,7 +439,7 @@ class Throttle:
         That is one window after the API counted it (:meth:`Start.counted_by`);
         while that time is not known (the request is still on its way), look again shortly.
         """
-        counted = self._window_guard[0].counted_by(now, self._count_from)
+        counted = self._window_guard[0].counted_by(now, self._count_from, self._send_allowance)
         if counted is None:
             return now + GUARD_POLL
         return counted + self._window + WINDOW_EPSILON

@@ -37,6 +37,9 @@ def test_quick_benchmark_writes_every_section(tmp_path):
         "## Memory",
         "## Loudness of joined chapters",
         "## Report page",
+        "## Concurrency found at run time",
+        "## The gap between streams",
+        "## Pacing against a late-answering API",
     ):
         assert heading in markdown, heading
     for figure in (
@@ -50,6 +53,11 @@ def test_quick_benchmark_writes_every_section(tmp_path):
         "streamed to disk: peak RSS",
         "cost of `--loudness` (flac)",
         "`batchtts report`",
+        "wall time, defaults (auto) ÷ `--concurrency 1`",
+        "refused requests (429 ÷ requests)",
+        "streams open (0.95 C)",
+        "gap from a stream's end to the next request's arrival",
+        "start rate at the server ÷ rate",
     ):
         assert figure in markdown, figure
     report = json.loads((out / "results.json").read_text(encoding="utf-8"))

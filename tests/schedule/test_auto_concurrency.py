@@ -407,3 +407,15 @@ def test_a_concurrency_refusal_leaves_the_guard_counting_from_the_sends() -> Non
     run = simulate(auto(rate=rate), account, rows=60, workers=64)
     assert account.refused and all(kind == "concurrency" for _, kind in account.refused)
     assert run.throttle.count_from == "send"
+
+
+def test_a_per_minute_rate_takes_a_late_count_without_a_429() -> None:
+    """Counted up to 80 ms after arrival, at 600/min: the allowance is 0.5% of the minute (300 ms), so no
+    429, and the guard still counts from the sends (the answers when they come sooner): >= 0.98 of the rate."""
+    rate = Rate(600, 60.0)
+    account = Account(rate=rate, count_delay=lambda rng: rng.uniform(0.0, 0.08), answer_after=_late, seed=3)
+    run = simulate(auto(rate=rate), account, rows=1801, workers=64)
+    assert not account.refused
+    assert run.throttle.count_from == "send"
+    assert max_in_window(account.admitted, rate.period) <= rate.count
+    assert paced_rate(account.admitted, rate) >= 0.98 * rate.per_second

@@ -287,3 +287,41 @@ def test_a_deadline_with_an_offset_is_that_instant() -> None:
 def test_parse_deadline_rejects(text: str) -> None:
     with pytest.raises(ValueError, match="not a"):
         parse_deadline(text, now=NIGHT)
+
+
+class _PartFailed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("how", ["scope cancelled", "sibling failed"])
+def test_a_row_cancelled_while_it_holds_a_turn_and_a_stream_gives_both_back(how: str) -> None:
+    """A job stopping, or a split text whose other part failed, cancels rows mid-request: on a
+    1-stream cap, a turn or stream not given back would leave every later row waiting forever."""
+    from tests.virtual_time import run_virtual
+
+    throttle = Throttle(1, clock=anyio.current_time)
+
+    async def hold_until_cancelled() -> None:
+        async with throttle.turn(), throttle.slot():
+            await anyio.sleep(60)
+
+    async def fail_soon() -> None:
+        await anyio.sleep(0.1)
+        raise _PartFailed
+
+    async def main() -> bool:
+        if how == "scope cancelled":
+            with anyio.move_on_after(0.1):
+                await hold_until_cancelled()
+        else:
+            with pytest.raises(ExceptionGroup):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(hold_until_cancelled)
+                    tg.start_soon(fail_soon)
+        with anyio.move_on_after(5):  # virtual time: instant either way
+            async with throttle.turn(), throttle.slot():
+                return True
+        return False
+
+    assert run_virtual(main), "the next row never got a turn and a stream"
+    assert throttle.state.in_flight == 0
