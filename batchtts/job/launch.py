@@ -68,6 +68,8 @@ class Job:
     def total_results(self) -> int | None:
         """Results rows the job will make, when the manifest records its row count (Parquet)."""
         rows = self.manifest.count_rows()
+        if self.spec.shard is not None:  # about 1/N of them, known only once read
+            return None
         return None if rows is None else rows * self.spec.shape.results_per_row
 
     def run(self, **options: Unpack[RunOptions]) -> JobSummary:
