@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from batchtts import __version__
+from batchtts.cli.merge import merge
 from batchtts.cli.run import run
 from batchtts.cli.serve import serve
 from batchtts.cli.validate import validate
@@ -21,5 +22,6 @@ def main() -> None:
 
 
 main.add_command(run)
+main.add_command(merge)
 main.add_command(serve)
 main.add_command(validate)

@@ -28,6 +28,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
+from pathlib import Path
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -43,7 +44,7 @@ from batchtts.job.progress import InFlight, ProgressReporter
 from batchtts.job.recorder import Recorder
 from batchtts.job.reuse import Reuse
 from batchtts.job.shaping.assembly import Assembly
-from batchtts.job.shards import PartRecord, manifest_digest, resume_sources, write_part_record
+from batchtts.job.shards import PartRecord, manifest_digest, resume_sources, shard_key, write_part_record
 from batchtts.job.spec import JobSpec
 from batchtts.job.stopping import StopControl
 from batchtts.ledger import (
@@ -204,7 +205,8 @@ class Runner:
             voices=list(spec.shape.voices),
             defaults=dict(spec.defaults),
             metadata=spec.shape.metadata,
-            results=str(spec.merged_results.resolve()),
+            results=_inside_or_absolute(spec.merged_results, spec.out_dir),
+            group_by=spec.shape.group_by,
         )
         write_part_record(spec.state_dir, record)
 
@@ -216,7 +218,7 @@ class Runner:
                 yield row
                 continue
             group = self._assembly.group_key(row, None)
-            if shard.owns(row.id if group is None else group[0]):
+            if shard.owns(shard_key(row.id, None if group is None else group[0])):
                 yield row
 
     # --- rows -----------------------------------------------------------------------
@@ -392,6 +394,12 @@ class Runner:
             log.error("no %s metadata: the manifest cannot be read again: %s", kind, exc)
             return
         log.info("%s: %d file(s) listed", path, count)
+
+
+def _inside_or_absolute(path: Path, out_dir: Path) -> str:
+    """``path`` relative to ``out_dir`` when inside it (the folder may be mounted elsewhere later), else absolute."""
+    resolved, base = path.resolve(), out_dir.resolve()
+    return resolved.relative_to(base).as_posix() if resolved.is_relative_to(base) else str(resolved)
 
 
 def _single_error(exc: BaseException) -> BaseException:

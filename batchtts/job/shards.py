@@ -128,7 +128,10 @@ class PartRecord:
     voices: list[str]
     defaults: dict[str, Any]
     metadata: str | None
-    results: str  # the results manifest the job asked for (absolute): the merge's default
+    #: The results manifest the job asked for, the merge's default: relative to DIR when inside it.
+    results: str
+    #: ``--group-by``: rows are sharded by this column's value (a group stays in one shard).
+    group_by: str | None = None
     version: int = PART_VERSION
 
     @property
@@ -162,6 +165,13 @@ def read_part_record(part_dir: Path) -> PartRecord | None:
         return None
     except (OSError, ValueError, TypeError) as exc:
         raise UsageError(f"{path}: not a part record batchtts can read ({exc}); run that shard again") from None
+
+
+def shard_key(row_id: str, group: Any) -> str:
+    """What a row is sharded by: its ``--group-by`` value (as :func:`cell_text` reads it), else its id."""
+    from batchtts.job.shaping.cells import cell_text, is_empty
+
+    return row_id if group is None or is_empty(group) else cell_text(group)
 
 
 def main_state_dir(out_dir: Path) -> Path:

@@ -144,9 +144,14 @@ def final_entries(journal: Journal) -> Iterator[dict[str, Any]]:
     ones, read back by their offsets. A journal in no order at all costs those
     32 bytes for most of its lines.
     """
+    journal.flush(fsync=False)
+    return final_entries_at(journal.path)
+
+
+def final_entries_at(path: Path) -> Iterator[dict[str, Any]]:
+    """:func:`final_entries` of the journal file at ``path``, read only (no writer is open on it)."""
     import numpy as np
 
-    journal.flush(fsync=False)
     rows, variants, keys, offsets = array("q"), array("q"), array("q"), array("q")
 
     def note_late(key: _LineKey, _entry: object) -> None:
@@ -156,7 +161,7 @@ def final_entries(journal: Journal) -> Iterator[dict[str, Any]]:
         offsets.append(key[3])
 
     end = -1
-    for key, _entry in in_order(_keyed_lines(journal.path), ORDER_WINDOW, note_late):
+    for key, _entry in in_order(_keyed_lines(path), ORDER_WINDOW, note_late):
         end = max(end, key[3])
     end = max(end, max(offsets, default=-1))  # the last line the first pass read: the second reads no further
     if end < 0:
@@ -171,8 +176,8 @@ def final_entries(journal: Journal) -> Iterator[dict[str, Any]]:
             for key in zip(*picked, strict=True):
                 yield key, None
 
-    in_order_lines = in_order(_keyed_lines(journal.path, end), ORDER_WINDOW, lambda key, entry: None)
-    with open(journal.path, "rb") as handle:
+    in_order_lines = in_order(_keyed_lines(path, end), ORDER_WINDOW, lambda key, entry: None)
+    with open(path, "rb") as handle:
         latest: tuple[_LineKey, dict[str, Any] | None] | None = None
         for line in heapq.merge(in_order_lines, late_lines()):
             if latest is not None and latest[0][:3] != line[0][:3]:
