@@ -7,7 +7,8 @@ that volume) and ``batchtts_limits_url`` (``redis://HOST:6379/0``: the shards
 share the account's limits), and the Variable ``smallest_api_key`` (or a secrets
 backend behind it). ``SHARDS`` tasks run ``batchtts run ... --shard K/SHARDS``;
 the merge runs when they are all done, whatever their exit status (a shard
-stopped by its deadline leaves pending rows: the merge lists them, exit 4).
+stopped by its deadline, exit 4, is marked skipped and leaves pending rows: the
+merge lists them and exits 4 too).
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ with DAG(
         task_id="shard",
         env=ENV,
         append_env=True,
-        retries=2,  # a shard that is killed or fails resumes its own part
+        retries=2,  # a shard that is killed or has failed rows (exit 1) is run again: it resumes its part
+        skip_on_exit_code=[4],  # its --deadline stopped it: pending rows stay for tomorrow, no retry
     ).expand(bash_command=[RUN.replace("{shard}", str(k)).replace("{shards}", str(SHARDS)) for k in range(SHARDS)])
 
     merge = BashOperator(
