@@ -16,6 +16,7 @@ from batchtts.cli.jobfile import job_file_option
 from batchtts.cli.options import (
     manifest_options,
     parse_rate_option,
+    parse_shard_option,
     request_default_options,
     request_defaults_from,
     run_api_options,
@@ -34,18 +35,6 @@ def _deadline(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     try:
         return parse_deadline(str(value))
     except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
-def _shard(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
-    if value is None:
-        return None
-    from batchtts.errors import UsageError
-    from batchtts.job.shards import parse_shard
-
-    try:
-        return parse_shard(str(value))
-    except UsageError as exc:
         raise click.BadParameter(str(exc)) from None
 
 
@@ -251,7 +240,7 @@ def _count_in_background(manifest: Any, progress: Any, per_row: int = 1) -> None
 @click.option("-v", "--verbose", count=True, help="More detail: -v each failed row, -vv every row.")
 @click.option(
     "--shard",
-    callback=_shard,
+    callback=parse_shard_option,
     metavar="K/N|auto/N",
     help="Do only shard K of N (K from 0) of the rows, by a hash of each row's id; auto/N reads K from "
     "JOB_COMPLETION_INDEX. Shards may share one OUT; `batchtts merge OUT` puts their results together.",

@@ -63,3 +63,22 @@ def test_part_folder_names_round_trip_and_nothing_else_is_a_part():
     assert parse_shard_part_name(shard_part_name(3, 10)) == (3, 10)
     for name in ["3-of-3", "01-of-3", "x-of-3", "3of4", "lock"]:
         assert parse_shard_part_name(name) is None
+
+
+def test_validate_checks_only_the_shards_rows(tmp_path):
+    import re
+
+    from click.testing import CliRunner
+
+    from batchtts.cli import main
+    from tests.runner_support import write_csv
+
+    rows = [{"id": f"r{n}", "text": "" if n == 7 else f"Line {n}."} for n in range(40)]
+    manifest = write_csv(tmp_path / "m.csv", rows)
+    counts = []
+    for k in range(3):
+        result = CliRunner().invoke(main, ["validate", str(manifest), "--shard", f"{k}/3"])
+        counts.append(int(re.search(rf"(\d+) rows in shard {k}/3", result.output)[1]))
+        assert ("r7" in result.output) == (shard_of("r7", 3) == k)  # the bad row, listed by its shard only
+        assert result.exit_code == (1 if shard_of("r7", 3) == k else 0)
+    assert counts == [sum(shard_of(row["id"], 3) == k for row in rows) for k in range(3)]
