@@ -55,21 +55,20 @@ def merge(
     from batchtts.errors import ManifestError, UsageError
     from batchtts.job.merge import MergeOptions
     from batchtts.job.merge import merge as merge_parts
-    from batchtts.ledger import summary_document
     from batchtts.outcomes import ExitStatus
 
     cli_log = configure(log_format, verbose=0, quiet=quiet)
     options = MergeOptions(out_dir=out_dir, results_path=results_path, metadata=metadata, manifest=manifest)
     try:
-        summary = merge_parts(options)
+        merged = merge_parts(options)
     except (UsageError, ManifestError) as exc:
         cli_log.error(str(exc))
         sys.exit(ExitStatus.USAGE)
+    summary = merged.summary
     if cli_log.json:
-        document = summary_document(summary, manifest=manifest or out_dir, out_dir=out_dir)
         level = logging.ERROR if quiet else NOTICE
         message = f"{summary.rows} rows: {summary.ok} ok, {summary.failed} failed"
-        cli_log.say("summary", message, level=level, **document)
+        cli_log.say("summary", message, level=level, **merged.document)
     else:
         print_summary(summary, out_dir, quiet=quiet)
     sys.exit(summary.exit_code)

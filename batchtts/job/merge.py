@@ -81,7 +81,15 @@ class Part:
         return self.record.name
 
 
-def merge(options: MergeOptions) -> JobSummary:
+@dataclass(slots=True)
+class Merged:
+    """What a merge did: its summary, and the summary.json document written from it."""
+
+    summary: JobSummary
+    document: dict[str, Any]
+
+
+def merge(options: MergeOptions) -> Merged:
     """Merge ``options.out_dir``'s shard parts; return the merged summary (also in summary.json).
 
     Raises :class:`UsageError` (nothing written) when there is nothing to merge,
@@ -119,8 +127,10 @@ def merge(options: MergeOptions) -> JobSummary:
         _add_run_figures(summary, parts)
         document = summary_document(summary, manifest=manifest.path, out_dir=out_dir)
         document["shards"] = {"count": first.count, "parts": [part.name for part in parts]}
+        if summary.pending and summary.stop is None:
+            document["stop_message"] = f"{summary.pending} row(s) pending: a shard has not run or did not finish"
         write_summary_json(out_dir / SUMMARY_NAME, document)
-    return summary
+    return Merged(summary, document)
 
 
 # --- the parts -----------------------------------------------------------------------

@@ -176,3 +176,55 @@ def test_merge_refuses_a_changed_manifest_and_says_what_to_do(tmp_path, server):
     shutil.rmtree(out / ".batchtts" / "shards")
     empty = merge(out)
     assert empty.exit_code == 2 and "no shard parts to merge" in empty.output
+
+
+def test_an_unsharded_folder_split_into_shards_sends_nothing_again(tmp_path, server):
+    manifest = write_csv(tmp_path / "m.csv", ROWS)
+    out = tmp_path / "out"
+    assert run_job(manifest, out, server.base_url, "--limit", "12").exit_code == 4  # an unsharded start
+    server.stats.reset()
+    for k in range(2):
+        assert run_job(manifest, out, server.base_url, "--shard", f"{k}/2").exit_code == 0
+    assert starts(server) == len(ROWS) - 12  # the 12 the unsharded run did are kept by their shards
+    assert merge(out).exit_code == 0
+    merged = results(out / "results.parquet")
+    assert sum(r["reused"] for r in merged) == 12 and all(r["status"] == "ok" for r in merged)
+
+
+CHAPTERS = [{"id": f"p{n:02d}", "text": f"Paragraph {n}.", "chapter": f"ch{n % 5}"} for n in range(20)]
+
+
+def test_a_group_stays_in_one_shard_and_voices_and_the_dataset_index_merge(tmp_path, server):
+    manifest = write_csv(tmp_path / "book.csv", CHAPTERS)
+    out = tmp_path / "book"
+    for k in range(2):
+        job = run_job(manifest, out, server.base_url, "--group-by", "chapter", "--shard", f"{k}/2")
+        assert job.exit_code == 0, job.output
+    assert merge(out).exit_code == 0
+    merged = results(out / "results.parquet")
+    assert [r["id"] for r in merged] == [row["id"] for row in CHAPTERS]
+    by_chapter: dict[str, set[str]] = {}
+    for row, record in zip(CHAPTERS, merged, strict=True):
+        by_chapter.setdefault(row["chapter"], set()).add(record["path"])
+    assert all(len(paths) == 1 for paths in by_chapter.values())  # one file per chapter, made whole by one shard
+
+    voiced = tmp_path / "voiced"
+    args = ["--voices", "emily,magnus", "--metadata", "audiofolder"]
+    assert run_job(manifest, voiced, server.base_url, "--shard", "1/2", *args).exit_code == 0
+    assert not (voiced / "metadata.csv").exists()  # the merge writes the index, not a shard
+    assert merge(voiced).exit_code == 4  # shard 0 has not run
+    records = results(voiced / "results.parquet")
+    assert [(r["id"], r["voice_id"]) for r in records] == [
+        (row["id"], voice) for row in CHAPTERS for voice in ("emily", "magnus")
+    ]
+    ok = [r for r in records if r["status"] == "ok"]
+    assert {r["id"] for r in ok} == set(ids_in_shard(1))
+    import csv
+
+    with (voiced / "metadata.csv").open(encoding="utf-8") as handle:
+        listed = [line["file_name"] for line in csv.DictReader(handle)]
+    assert listed == [r["path"] for r in ok]
+
+
+def ids_in_shard(shard: int) -> list[str]:
+    return [row["id"] for row in CHAPTERS if shard_of(row["id"], 2) == shard]
