@@ -137,16 +137,24 @@ class ResumeIndex:
 
         self.paths = [Path(p) for p in paths]
         self._bases: list[int] = []
+        #: Each file is held open from the start: another run (a shard) may rename or remove a journal
+        #: this index read; the open file keeps what was indexed readable at the positions noted.
+        self._handles: dict[int, Any] = {}
         keys, fps, statuses, positions = [], [], [], []
         base = 0
-        for path in self.paths:
+        for number, path in enumerate(self.paths):
             self._bases.append(base)
+            try:
+                handle = self._handles[number] = open(path, "rb")  # noqa: SIM115 - closed by close()
+            except FileNotFoundError:
+                handle = None
             k, f, s, p = _scan(path, base)
             keys.append(k)
             fps.append(f)
             statuses.append(s)
             positions.append(p)
-            base += path.stat().st_size if path.exists() else 0
+            size = os.fstat(handle.fileno()).st_size if handle is not None else 0
+            base += max(size, (max(p) + 1 - base) if len(p) else 0)
 
         def joined(parts: list[Any], dtype: Any) -> Any:
             return np.concatenate([np.frombuffer(part, dtype=dtype) for part in parts]) if parts else np.empty(0, dtype)
@@ -162,7 +170,6 @@ class ResumeIndex:
         self._fps = fp_a[keep]
         self._statuses = st_a[keep]
         self._positions = pos_a[keep]
-        self._handles: dict[int, Any] = {}
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -186,8 +193,8 @@ class ResumeIndex:
         """The raw journal line (with its newline) that starts at ``position``."""
         index = max(i for i, base in enumerate(self._bases) if base <= position)
         handle = self._handles.get(index)
-        if handle is None:
-            handle = self._handles[index] = open(self.paths[index], "rb")  # noqa: SIM115 - closed by close()
+        if handle is None:  # not there when indexed: it holds no position
+            return b""
         handle.seek(position - self._bases[index])
         return handle.readline()
 
