@@ -97,15 +97,16 @@ def merge(options: MergeOptions) -> Merged:
     changed, a row is in two parts, or a shard is still running.
     """
     out_dir = Path(options.out_dir)
-    parts = _read_parts(out_dir)
-    first = parts[0].record
-    manifest = _open_manifest(first, options.manifest)
-    results = options.results_path or _recorded_results(first, out_dir)
-    results_format(results)
-    metadata = options.metadata if options.metadata is not None else first.metadata
-    check_writable_folder(results.parent, f"--results {results}")
+    _read_parts(out_dir, warn=False)  # nothing to merge: say so before the lock makes any folder
     state_dir = main_state_dir(out_dir)
     with job_lock(state_dir, out_dir=out_dir):
+        parts = _read_parts(out_dir)  # again: no shard can change them now
+        first = parts[0].record
+        manifest = _open_manifest(first, options.manifest)
+        results = options.results_path or _recorded_results(first, out_dir)
+        results_format(results)
+        metadata = options.metadata if options.metadata is not None else first.metadata
+        check_writable_folder(results.parent, f"--results {results}")
         summary = JobSummary(started_at=utc_now_iso())
         merged_path = state_dir / MERGE_JOURNAL_NAME
         merged_path.unlink(missing_ok=True)
@@ -136,7 +137,7 @@ def merge(options: MergeOptions) -> Merged:
 # --- the parts -----------------------------------------------------------------------
 
 
-def _read_parts(out_dir: Path) -> list[Part]:
+def _read_parts(out_dir: Path, *, warn: bool = True) -> list[Part]:
     folders = find_parts(out_dir)
     parts: list[Part] = []
     for folder in folders:
@@ -166,7 +167,7 @@ def _read_parts(out_dir: Path) -> list[Part]:
             "run the shards whose manifest is not the current one again"
         )
     missing = sorted(set(range(splits[0])) - {part.record.index for part in parts})
-    if missing:
+    if missing and warn:
         log.warning("no part of shard(s) %s of %d: their rows are pending", ", ".join(map(str, missing)), splits[0])
     return parts
 
