@@ -228,3 +228,20 @@ def test_a_group_stays_in_one_shard_and_voices_and_the_dataset_index_merge(tmp_p
 
 def ids_in_shard(shard: int) -> list[str]:
     return [row["id"] for row in CHAPTERS if shard_of(row["id"], 2) == shard]
+
+
+def test_a_new_split_keeps_what_the_old_one_did_and_the_merge_wants_one_split(tmp_path, server):
+    manifest = write_csv(tmp_path / "m.csv", ROWS)
+    out = tmp_path / "out"
+    for k in range(2):
+        assert run_job(manifest, out, server.base_url, "--shard", f"{k}/2").exit_code == 0
+    server.stats.reset()
+    for k in range(3):
+        assert run_job(manifest, out, server.base_url, "--shard", f"{k}/3").exit_code == 0
+    assert starts(server) == 0  # every row was done under the old split
+    mixed = merge(out)
+    assert mixed.exit_code == 2 and "different splits (0-of-2, 1-of-2, 0-of-3, 1-of-3, 2-of-3)" in mixed.output
+    for k in range(2):
+        shutil.rmtree(out / ".batchtts" / "shards" / f"{k}-of-2")
+    assert merge(out).exit_code == 0
+    assert [r["status"] for r in results(out / "results.parquet")] == ["ok"] * len(ROWS)
