@@ -55,8 +55,10 @@ def merge(
     from batchtts.errors import ManifestError, UsageError
     from batchtts.job.merge import MergeOptions
     from batchtts.job.merge import merge as merge_parts
+    from batchtts.manifest.arrowpool import use_system_allocator
     from batchtts.outcomes import ExitStatus
 
+    use_system_allocator()
     cli_log = configure(log_format, verbose=0, quiet=quiet)
     options = MergeOptions(out_dir=out_dir, results_path=results_path, metadata=metadata, manifest=manifest)
     try:

@@ -20,10 +20,12 @@ from __future__ import annotations
 import contextlib
 import heapq
 import logging
+import os
+import shutil
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from batchtts.errors import ManifestError, UsageError
 from batchtts.job.lock import job_lock
@@ -209,11 +211,18 @@ def _part_entries(part: Part, state_dir: Path) -> Iterator[Iterator[dict[str, An
     try:
         with atomic_file(joined, "wb") as out:  # the previous journal, then the latest (which wins)
             for path in files:
-                data = path.read_bytes()
-                out.write(data if not data or data.endswith(b"\n") else data + b"\n")
+                with open(path, "rb") as source:
+                    shutil.copyfileobj(source, out, 1 << 20)
+                    if out.tell() and source.seek(0, os.SEEK_END) and _last_byte(source) != b"\n":
+                        out.write(b"\n")  # a torn last line stays a line of its own
         yield iter(final_entries_at(joined))
     finally:
         joined.unlink(missing_ok=True)
+
+
+def _last_byte(handle: BinaryIO) -> bytes:
+    handle.seek(-1, os.SEEK_END)
+    return handle.read(1)
 
 
 # --- the walk --------------------------------------------------------------------------
