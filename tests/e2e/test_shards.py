@@ -245,3 +245,29 @@ def test_a_new_split_keeps_what_the_old_one_did_and_the_merge_wants_one_split(tm
         shutil.rmtree(out / ".batchtts" / "shards" / f"{k}-of-2")
     assert merge(out).exit_code == 0
     assert [r["status"] for r in results(out / "results.parquet")] == ["ok"] * len(ROWS)
+
+
+def test_merge_reads_a_part_whose_rerun_was_killed_from_both_of_its_journals(tmp_path, local_server):
+    server = local_server(**SLOW)
+    manifest = write_csv(tmp_path / "m.csv", ROWS)
+    out = tmp_path / "out"
+    first = run_job(manifest, out, server.base_url, "--shard", "0/2", "--limit", "4")
+    assert first.exit_code == 4, first.output
+    settle(server)
+    server.stats.reset()
+    process = spawn_run(manifest, out, server.base_url, "--shard", "0/2", "--concurrency", "1", logs=tmp_path / "k")
+    wait_until(lambda: completed(server) >= 2 or process.poll() is not None, what="streams")
+    process.kill()
+    finish(process)
+    part = out / ".batchtts" / "shards" / "0-of-2"
+    assert (part / "journal.prev.jsonl").exists() and (part / "journal.jsonl").exists()
+    done = completed(server)
+    merged = merge(out)
+    assert merged.exit_code == 4, merged.output
+    statuses = {r["id"]: r["status"] for r in results(out / "results.parquet")}
+    ours = rows_of(0, 2)
+    ok = [row_id for row_id in ours if statuses[row_id] == "ok"]
+    # The first run's 4 rows, and what the killed run finished: its first stream surely (journaled long
+    # before the kill), its last perhaps not (killed between the server's end and the journal line).
+    assert 4 + 1 <= len(ok) <= 4 + done
+    assert all(statuses[row_id] == "pending" for row_id in rows_of(1, 2))
