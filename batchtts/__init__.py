@@ -23,6 +23,7 @@ _PUBLIC = {
     "run_job": "batchtts.job.launch",
     "JobSpec": "batchtts.job.spec",
     "ShapeOptions": "batchtts.job.shaping.options",
+    "Shard": "batchtts.job.shards",
     "ProgressReporter": "batchtts.job.progress",
     "JobSummary": "batchtts.ledger.summary",
     "RetryPolicy": "batchtts.schedule.retry",
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from batchtts.job.launch import Job, run_job
     from batchtts.job.progress import ProgressReporter
     from batchtts.job.shaping.options import ShapeOptions
+    from batchtts.job.shards import Shard
     from batchtts.job.spec import JobSpec
     from batchtts.ledger.summary import JobSummary
     from batchtts.outcomes import ExitStatus, RowStatus, StopReason
@@ -66,6 +68,7 @@ __all__ = [
     "RetryPolicy",
     "RowStatus",
     "ShapeOptions",
+    "Shard",
     "StopReason",
     "UsageError",
     "__version__",

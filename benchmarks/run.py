@@ -49,7 +49,7 @@ FLOOR = HERE / "floor.py"
 DATA = HERE / "data.py"
 PYTHON = sys.executable
 KEY = "bench-key"
-SECTIONS = ("startup", "floor", "throughput", "memory", "concurrency", "gap", "pacing", "loudness", "report")
+SECTIONS = ("startup", "floor", "throughput", "memory", "concurrency", "gap", "pacing", "loudness", "report", "shards")
 PACKAGES = (
     "batchtts",
     "httpx",
@@ -93,6 +93,11 @@ class Config:
     limit_small_rows: int = 2_000
     long_row_seconds: float = 1800.0
     long_row_rate: int = 44100
+    shards: int = 3  # --shard K/N processes side by side, against one unsharded process
+    shard_rows: int = 240
+    shard_latency: float = 1.0  # seconds a stream takes: the runs are latency-bound, not CPU-bound
+    shard_concurrency: int = 8  # streams per process
+    merge_rows: int = 20_000  # rows merged from 4 parts, against the shard_rows merge
     loudness_minutes: float = 30.0  # audio joined into one chapter, with and without --loudness
     loudness_parts: int = 30
     report_rows: int = 100_000
@@ -122,6 +127,10 @@ QUICK = Config(
     limit_rows=400,
     limit_small_rows=40,
     long_row_seconds=20.0,
+    shard_rows=16,
+    shard_latency=0.1,
+    shard_concurrency=4,
+    merge_rows=200,
     loudness_minutes=0.5,
     loudness_parts=3,
     report_rows=5_000,
@@ -673,6 +682,104 @@ def bench_memory(cfg: Config, work: Path) -> list[Figure]:
     return figures
 
 
+def run_side_by_side(argvs: list[list[str]]) -> float:
+    """Start every command at once; the wall seconds until the last one exits (each must exit 0)."""
+    started = time.perf_counter()
+    procs = [subprocess.Popen(argv, env={**os.environ, **RUN_ENV}, stderr=subprocess.PIPE) for argv in argvs]
+    for argv, proc in zip(argvs, procs, strict=True):
+        _, err = proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"{shlex.join(argv)} exited {proc.returncode}:\n{err.decode()[-2000:]}")
+    return time.perf_counter() - started
+
+
+def shard_argv(manifest: Path, out: Path, server: Server, index: int, count: int, *args: str) -> list[str]:
+    """``run_argv`` of shard ``index`` of ``count``, leaving the folder the other shards share as it is."""
+    return batchtts("run", str(manifest), "--out", str(out), "--base-url", server.url, "--progress", "off", "-q",
+                    "--shard", f"{index}/{count}", *args)  # fmt: skip
+
+
+def bench_shards(cfg: Config, work: Path) -> list[Figure]:
+    """N shard processes into one folder against one unsharded process, then the merge's time and memory."""
+    figures = []
+    # 1. Scale-out: a latency-bound server (L s per stream) that allows N x c streams; one process
+    #    with c streams (the baseline), against N shard processes with c streams each, into one folder.
+    #    Rows/s from the first request to the last row done (the results' times): process start-up,
+    #    slow on a loaded machine, is left out of both.
+    n, k, c, latency = cfg.shard_rows, cfg.shards, cfg.shard_concurrency, cfg.shard_latency
+    manifest, _ = write_workload(work, n, short=True)
+    tiny = ["--sample-rate", "8000", "--file-format", "raw", "--concurrency", str(c)]
+    alone_rates, shard_rates, each_rates, merges = [], [], [], []
+    with Server("--latency", str(latency), "--concurrency", str(k * c)) as server:
+        for _ in range(cfg.runs):
+            measure(run_argv(manifest, work / "alone-out", server, *tiny), env=RUN_ENV)
+            alone_rates.append(span(work / "alone-out" / "results.parquet")["rows_per_second"])
+            out = fresh(work / "shards-out")
+            run_side_by_side([shard_argv(manifest, out, server, index, k, *tiny) for index in range(k)])
+            merges.append(measure(batchtts("merge", str(out), "-q")))
+            merged = span(out / "results.parquet")
+            if merged["ok"] != n:
+                raise RuntimeError(f"shards: {merged['ok']} of {n} rows ok after the merge")
+            shard_rates.append(merged["rows_per_second"])
+            parts = [span(out / ".batchtts" / "shards" / f"{index}-of-{k}" / "results.parquet") for index in range(k)]
+            each_rates.append(median([part["rows_per_second"] for part in parts]))
+    alone, sharded = median(alone_rates), median(shard_rates)
+    speedup = sharded / alone
+    figures.append(
+        Figure(
+            "shards",
+            f"{n} rows, streams of {latency:g} s, {c} streams per process: {k} `--shard K/{k}` processes into one "
+            f"folder, merged, against one unsharded process (the baseline): rows/s from the first request to the "
+            f"last row done",
+            f"{speedup:.2f}x ({sharded:.1f} against {alone:.1f} rows/s; at best {k * c / latency:.0f} "
+            f"against {c / latency:.0f})",
+            f"≥ {0.85 * k:.2f}x (0.85 x N)",
+            speedup >= 0.85 * k,
+            {"alone": alone_rates, "shards": shard_rates},
+        )
+    )
+    each = median(each_rates) / alone
+    figures.append(
+        Figure(
+            "shards",
+            "the same, each shard on its own (its first request to its last row), against the unsharded process: "
+            "what sharing one folder costs a shard; the gap to N x above is the shards' start times apart",
+            f"{each:.2f} ({median(each_rates):.1f} against {alone:.1f} rows/s)",
+            "≥ 0.95",
+            each >= 0.95,
+            {"each": each_rates},
+        )
+    )
+    small = merges[len(merges) // 2]
+    figures.append(
+        Figure(
+            "shards",
+            f"`batchtts merge` of those {k} parts ({n} rows): wall, peak RSS",
+            f"{median([m.wall for m in merges]):.2f} s, {small.maxrss_mb:.0f} MB",
+        )
+    )
+    # 2. The merge's memory: 4 parts of a big manifest, against the merge above.
+    rows = cfg.merge_rows
+    big, _ = write_workload(work, rows, short=True)
+    many = ["--sample-rate", "8000", "--file-format", "raw", "--concurrency", "16"]
+    with Server("--chunk-ms", "1000") as server:
+        out = fresh(work / "merge-out")
+        run_side_by_side([shard_argv(big, out, server, index, 4, *many) for index in range(4)])
+        large = measure(batchtts("merge", str(out), "-q"))
+    growth = large.maxrss_mb - small.maxrss_mb
+    figures.append(
+        Figure(
+            "shards",
+            f"`batchtts merge` of 4 parts, {rows:,} rows: peak RSS against the {n}-row merge above",
+            f"{large.maxrss_mb:.0f} MB ({growth:+.0f} MB); {large.wall:.1f} s, {rows / large.wall:,.0f} rows/s",
+            "within 30 MB",
+            growth <= 30,
+            {"wall": large.wall, "rss": [small.maxrss_mb, large.maxrss_mb]},
+        )
+    )
+    return figures
+
+
 # --- issue 13: the stream cap found at run time, the gap between streams, pacing ---------------
 
 
@@ -996,6 +1103,7 @@ BENCHES: dict[str, Callable[[Config, Path], list[Figure]]] = {
     "floor": bench_floor,
     "throughput": bench_throughput,
     "memory": bench_memory,
+    "shards": bench_shards,
     "concurrency": bench_concurrency,
     "gap": bench_gap,
     "pacing": bench_pacing,
@@ -1039,6 +1147,7 @@ SECTION_TITLES = {
     "floor": "Client CPU against the floor",
     "throughput": "Throughput at the limit",
     "memory": "Memory",
+    "shards": "Shards and merge",
     "concurrency": "Concurrency found at run time",
     "gap": "The gap between streams",
     "pacing": "Pacing against a late-answering API",

@@ -10,6 +10,7 @@ import click
 
 from batchtts import __version__
 from batchtts.cli.check_audiobook import check_audiobook
+from batchtts.cli.merge import merge
 from batchtts.cli.report import report
 from batchtts.cli.run import run
 from batchtts.cli.serve import serve
@@ -24,6 +25,7 @@ def main() -> None:
 
 main.add_command(report)
 main.add_command(run)
+main.add_command(merge)
 main.add_command(serve)
 main.add_command(validate)
 main.add_command(check_audiobook)

@@ -258,3 +258,16 @@ def parse_rate_option(ctx: click.Context, param: click.Parameter, value: str | N
         return parse_rate(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc), ctx, param) from None
+
+
+def parse_shard_option(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """``--shard K/N`` or ``auto/N`` (K from ``JOB_COMPLETION_INDEX``) -> a Shard; one clear error otherwise."""
+    if value is None:
+        return None
+    from batchtts.errors import UsageError
+    from batchtts.job.shards import parse_shard
+
+    try:
+        return parse_shard(str(value))
+    except UsageError as exc:
+        raise click.BadParameter(str(exc)) from None

@@ -16,6 +16,7 @@ from batchtts.cli.jobfile import job_file_option
 from batchtts.cli.options import (
     manifest_options,
     parse_rate_option,
+    parse_shard_option,
     request_default_options,
     request_defaults_from,
     run_api_options,
@@ -237,6 +238,13 @@ def _count_in_background(manifest: Any, progress: Any, per_row: int = 1) -> None
 @click.option("--no-progress", is_flag=True, help="Same as --progress off.")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and a one-line outcome (counts and exit status).")
 @click.option("-v", "--verbose", count=True, help="More detail: -v each failed row, -vv every row.")
+@click.option(
+    "--shard",
+    callback=parse_shard_option,
+    metavar="K/N|auto/N",
+    help="Do only shard K of N (K from 0) of the rows, by a hash of each row's id; auto/N reads K from "
+    "JOB_COMPLETION_INDEX. Shards may share one OUT; `batchtts merge OUT` puts their results together.",
+)
 @click.option("--backoff-scale", type=float, default=1.0, hidden=True, help="Tests: scale every retry wait.")
 @job_file_option(required={"manifest": "MANIFEST", "out_dir": "--out"})
 def run(
@@ -271,6 +279,7 @@ def run(
     quiet: bool,
     verbose: int,
     backoff_scale: float,
+    shard: Any,
     **options: Any,
 ) -> None:
     """Synthesize every row of MANIFEST into OUT, one audio file per row.
@@ -336,6 +345,7 @@ def run(
         base_url=base_url,
         idle_timeout=timeout,
         connect_timeout=connect_timeout,
+        shard=shard,
     )
     try:  # before any server starts or key is read: a bad manifest is the first thing said
         job = Job(spec)
@@ -349,7 +359,7 @@ def run(
         cli_log.set_redact(redactor(key))
     mode = "off" if (no_progress or quiet) else progress_mode
     progress = cli_log.progress(mode, job.total_results, interval=progress_interval)
-    if mode != "off" and job.total_results is None:
+    if mode != "off" and job.total_results is None and shard is None:
         _count_in_background(job.manifest, progress, shape.results_per_row)
     try:
         summary = job.run(api_key=key, local=local, engine=engine, progress=progress, announce=cli_log.say)

@@ -8,12 +8,19 @@ only a capped listing, a per-reason tally and the id table are kept.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
-from batchtts.cli.options import dialect_from, manifest_options, request_default_options, request_defaults_from
+from batchtts.cli.options import (
+    dialect_from,
+    manifest_options,
+    parse_shard_option,
+    request_default_options,
+    request_defaults_from,
+)
 
 EXIT_CLEAN, EXIT_BAD_ROWS, EXIT_UNREADABLE = 0, 1, 2
 ID_SHOWN_CHARS = 60
@@ -31,6 +38,12 @@ ID_SHOWN_CHARS = 60
     metavar="N",
     help="List at most N bad rows (0: list them all); the tally counts every one.",
 )
+@click.option(
+    "--shard",
+    callback=parse_shard_option,
+    metavar="K/N|auto/N",
+    help="Check only the rows `batchtts run --shard K/N` would do (K from 0; auto/N: K from JOB_COMPLETION_INDEX).",
+)
 @click.pass_context
 def validate(
     ctx: click.Context,
@@ -38,6 +51,7 @@ def validate(
     text_column: str,
     id_column: str | None,
     max_listed: int,
+    shard: Any,
     **options: Any,
 ) -> None:
     """Check MANIFEST without sending anything.
@@ -87,7 +101,7 @@ def validate(
     rows = bad = long_rows = 0
     tally: Counter[str] = Counter()
     try:
-        for planned in map(planner.plan, opened):
+        for planned in map(planner.plan, _shard_rows(opened, shard)):
             rows += 1
             if planned.request is not None:
                 long_rows += len(planned.request.text) > RECOMMENDED_MAX_CHARS
@@ -120,10 +134,21 @@ def validate(
             f"recommended maximum per request; batchtts run --max-chars {RECOMMENDED_MAX_CHARS} splits them"
         )
     if bad:
-        click.echo(f"{rows} rows: {rows - bad} valid, {bad} bad")
+        click.echo(f"{rows} rows{_of_shard(shard)}: {rows - bad} valid, {bad} bad")
         ctx.exit(EXIT_BAD_ROWS)
-    click.echo(f"{rows} rows, all valid")
+    click.echo(f"{rows} rows{_of_shard(shard)}, all valid")
     ctx.exit(EXIT_CLEAN)
+
+
+def _shard_rows(manifest: Any, shard: Any) -> Iterator[Any]:
+    """The manifest's rows, or only those of ``shard`` (by id: validate has no --group-by)."""
+    for row in manifest:
+        if shard is None or shard.owns(row.id):
+            yield row
+
+
+def _of_shard(shard: Any) -> str:
+    return "" if shard is None else f" in shard {shard}"
 
 
 def _names(columns: list[str]) -> str:

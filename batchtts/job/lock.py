@@ -10,7 +10,13 @@ when its holder dies, however it dies (SIGKILL, OOM killer, reboot), so a stale
 lock left by a killed run is recovered for free, with no pid guessing (a pid may
 be reused; a host name says nothing inside containers). The file itself is
 never deleted: deleting a lock file while another process has it open lets two
-processes lock two different files. POSIX only (Linux, macOS), like ``fork``
+processes lock two different files.
+
+Shards (``--shard K/N``) of one job write one folder at once: each holds its
+own part's lock (``DIR/.batchtts/shards/K-of-N/lock``) and shares the folder's
+lock (``LOCK_SH``), so shards run side by side while an unsharded run or a
+merge, which take the folder's lock alone, waits for none of them and runs
+with none. POSIX only (Linux, macOS), like ``fork``
 for the espeak engine; on NFS, Linux emulates ``flock`` with byte-range locks.
 """
 
@@ -50,21 +56,28 @@ def describe_holder(holder: dict[str, object]) -> str:
 
 
 @contextlib.contextmanager
-def job_lock(state_dir: Path, *, out_dir: Path | None = None) -> Iterator[Path]:
-    """Hold the folder's lock for the ``with`` block; raise :class:`JobLocked` if another run has it."""
+def job_lock(state_dir: Path, *, out_dir: Path | None = None, shared: bool = False) -> Iterator[Path]:
+    """Hold the folder's lock for the ``with`` block; raise :class:`JobLocked` if another run has it.
+
+    ``shared``: hold it with other shared holders (shard runs), against any exclusive one.
+    """
     state_dir.mkdir(parents=True, exist_ok=True)
     path = state_dir / LOCK_NAME
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _read_holder(fd)
             folder = out_dir if out_dir is not None else state_dir.parent
+            who = describe_holder(holder) if holder or shared else "shard runs (--shard) or another batchtts run"
             raise JobLocked(
-                f"{folder} is in use by {describe_holder(holder)}; wait for it to finish or stop it (lock: {path})",
+                f"{folder} is in use by {who}; wait for it to finish or stop it (lock: {path})",
                 holder,
             ) from None
+        if shared:  # the record is the exclusive holder's; shared holders leave it alone
+            yield path
+            return
         record = {"pid": os.getpid(), "host": socket.gethostname(), "started_at": utc_now_iso()}
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)

@@ -9,14 +9,14 @@ whole before any row is decided.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 
 from batchtts.job.items import WorkItem
 from batchtts.job.recorder import Recorder
 from batchtts.job.shaping.assembly import Assembly
 from batchtts.ledger import EarlierRuns, GroupCheck
 from batchtts.manifest.planner import RowPlanner
-from batchtts.manifest.readers import Manifest
+from batchtts.manifest.readers import Row
 
 
 class Reuse:
@@ -29,13 +29,13 @@ class Reuse:
         self._force = force
         self._standing: set[Hashable] = set()
 
-    def find_standing_groups(self, manifest: Manifest, planner: RowPlanner) -> None:
+    def find_standing_groups(self, rows: Iterable[Row], planner: RowPlanner) -> None:
         """--group-by reruns: the groups whose file stands whole (a first pass over the manifest)."""
         assembly = self._assembly
         if assembly.shape.group_by is None or not len(self._earlier.index) or self._force:
             return
         check = GroupCheck(self._earlier)
-        for row in manifest:
+        for row in rows:
             for item in assembly.items(planner.plan(row)):
                 group = assembly.group_key(item.row, item.variant)
                 if group is None:

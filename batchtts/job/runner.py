@@ -23,9 +23,12 @@ describe the whole manifest. The folder is locked for the whole run
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
+from pathlib import Path
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -41,10 +44,10 @@ from batchtts.job.progress import InFlight, ProgressReporter
 from batchtts.job.recorder import Recorder
 from batchtts.job.reuse import Reuse
 from batchtts.job.shaping.assembly import Assembly
+from batchtts.job.shards import PartRecord, manifest_digest, resume_sources, shard_key, write_part_record
 from batchtts.job.spec import JobSpec
 from batchtts.job.stopping import StopControl
 from batchtts.ledger import (
-    SUMMARY_NAME,
     EarlierRuns,
     JobSummary,
     final_entries,
@@ -54,7 +57,7 @@ from batchtts.ledger import (
     write_summary_json,
 )
 from batchtts.manifest.planner import RowPlanner
-from batchtts.manifest.readers import Manifest
+from batchtts.manifest.readers import Manifest, Row
 from batchtts.outcomes import Stop, StopReason
 from batchtts.schedule.startgate import StartGate
 from batchtts.schedule.throttle import Throttle
@@ -143,10 +146,15 @@ class Runner:
         spec = self.spec
         self.summary.started_at = utc_now_iso()
         work_scope = self._stops.open_work_scope()
-        with job_lock(spec.state_dir, out_dir=spec.out_dir):
-            removed = remove_stale_temp_files(spec.out_dir) + remove_stale_results_temp(spec.results, spec.out_dir)
+        with self._folder_lock():
+            # Shards share DIR: each cleans only its own folder (an unsharded run cleans the rest).
+            cleaned = spec.out_dir if spec.shard is None else spec.state_dir
+            removed = remove_stale_temp_files(cleaned) + remove_stale_results_temp(spec.results, spec.out_dir)
             if removed:
                 log.warning("removed %d temporary file(s) left by an earlier run", removed)
+            self._earlier.also_read, self._earlier.absorb = resume_sources(spec.out_dir, spec.shard)
+            if spec.shard is not None:
+                self._write_part_record()
             self._recorder.attach(self._earlier.open())
             try:
                 async with anyio.create_task_group() as outer:
@@ -168,6 +176,50 @@ class Runner:
                     raise
                 raise single from None  # a ManifestError from the producer, not a group of one
         return self.summary
+
+    @contextlib.contextmanager
+    def _folder_lock(self) -> Iterator[None]:
+        """The folder's lock: alone, or shared with the other shards plus this shard's own."""
+        spec = self.spec
+        with contextlib.ExitStack() as locks:
+            shared = spec.shard is not None
+            locks.enter_context(job_lock(spec.main_state_dir, out_dir=spec.out_dir, shared=shared))
+            if shared:
+                locks.enter_context(job_lock(spec.state_dir, out_dir=spec.state_dir))
+            yield
+
+    def _write_part_record(self) -> None:
+        """part.json: what ``batchtts merge`` needs to put this shard's rows back in manifest order."""
+        spec, manifest = self.spec, self.manifest
+        assert spec.shard is not None
+        record = PartRecord(
+            index=spec.shard.index,
+            count=spec.shard.count,
+            manifest=str(spec.manifest.resolve()),
+            manifest_digest=manifest_digest(manifest.files),
+            text_column=manifest.text_column,
+            id_column=manifest.id_column,
+            dialect=asdict(spec.dialect),
+            carried_columns=self._carried_columns,
+            extra_columns=list(spec.shape.extra_columns),
+            voices=list(spec.shape.voices),
+            defaults=dict(spec.defaults),
+            metadata=spec.shape.metadata,
+            results=_inside_or_absolute(spec.merged_results, spec.out_dir),
+            group_by=spec.shape.group_by,
+        )
+        write_part_record(spec.state_dir, record)
+
+    def _rows(self) -> Iterator[Row]:
+        """The manifest's rows this run does: all, or its shard's (by id, or by group with --group-by)."""
+        shard = self.spec.shard
+        for row in self.manifest:
+            if shard is None:
+                yield row
+                continue
+            group = self._assembly.group_key(row, None)
+            if shard.owns(shard_key(row.id, None if group is None else group[0])):
+                yield row
 
     # --- rows -----------------------------------------------------------------------
 
@@ -205,11 +257,11 @@ class Runner:
     async def _produce_items(self, send: MemoryObjectSendStream[WorkItem]) -> None:
         manifest, stops, recorder = self.manifest, self._stops, self._recorder
         track = manifest.id_column is not None
-        self._reuse.find_standing_groups(manifest, RowPlanner(self.spec.defaults, track_duplicates=track))
+        self._reuse.find_standing_groups(self._rows(), RowPlanner(self.spec.defaults, track_duplicates=track))
         planner = RowPlanner(self.spec.defaults, track_duplicates=track)
         workers_gone = False
         text_name = manifest.text_column if self.spec.results_text else None
-        for count, row in enumerate(manifest, start=1):
+        for count, row in enumerate(self._rows(), start=1):
             if stops.abandoned:
                 return
             if text_name is not None:
@@ -297,7 +349,9 @@ class Runner:
         summary.wall_seconds = time.monotonic() - started
         summary.finished_at = utc_now_iso()
         document = summary_document(summary, manifest=spec.manifest, out_dir=spec.out_dir)
-        write_summary_json(spec.out_dir / SUMMARY_NAME, document)
+        if spec.shard is not None:
+            document["shard"] = str(spec.shard)
+        write_summary_json(spec.summary_path, document)
 
     def _say_concurrency(self) -> None:
         """--concurrency auto: one line on what the job found."""
@@ -328,7 +382,7 @@ class Runner:
     def _write_metadata(self) -> None:
         """--metadata: the dataset index of the ok files, from the results just written."""
         kind = self.spec.shape.metadata
-        if kind is None:
+        if kind is None or self.spec.shard is not None:  # a shard's rows are indexed by the merge
             return
         from batchtts.job.shaping.metadata import write_metadata
 
@@ -340,6 +394,12 @@ class Runner:
             log.error("no %s metadata: the manifest cannot be read again: %s", kind, exc)
             return
         log.info("%s: %d file(s) listed", path, count)
+
+
+def _inside_or_absolute(path: Path, out_dir: Path) -> str:
+    """``path`` relative to ``out_dir`` when inside it (the folder may be mounted elsewhere later), else absolute."""
+    resolved, base = path.resolve(), out_dir.resolve()
+    return resolved.relative_to(base).as_posix() if resolved.is_relative_to(base) else str(resolved)
 
 
 def _single_error(exc: BaseException) -> BaseException:

@@ -9,8 +9,11 @@ from typing import Any, Literal
 from batchtts.api.endpoint import DEFAULT_BASE_URL
 from batchtts.errors import UsageError
 from batchtts.job.shaping.options import ShapeOptions
+from batchtts.job.shards import Shard
+from batchtts.ledger.summary import SUMMARY_NAME
 from batchtts.manifest.dialect import CsvDialect
 from batchtts.schedule.retry import RetryPolicy
+from batchtts.storage.names import DEFAULT_RESULTS_NAME, PART_RESULTS_STEM, STATE_DIR
 from batchtts.units import AUTO, DEFAULT_MAX_CONCURRENCY, Deadline, Rate
 
 
@@ -60,6 +63,8 @@ class JobSpec:
     base_url: str = DEFAULT_BASE_URL
     idle_timeout: float = 30.0
     connect_timeout: float = 10.0
+    #: ``--shard K/N``: only this shard's rows, its state under ``DIR/.batchtts/shards/K-of-N/``.
+    shard: Shard | None = None
 
     def __post_init__(self) -> None:
         self.manifest, self.out_dir = Path(self.manifest), Path(self.out_dir)
@@ -77,11 +82,29 @@ class JobSpec:
 
     @property
     def results(self) -> Path:
-        return self.results_path or self.out_dir / "results.parquet"
+        """Where this run writes its results: the results manifest, or a shard's part of it."""
+        if self.shard is not None:
+            return self.state_dir / f"{PART_RESULTS_STEM}{self.merged_results.suffix.lower()}"
+        return self.merged_results
+
+    @property
+    def merged_results(self) -> Path:
+        """The results manifest of the whole job (a shard's part goes into it with ``batchtts merge``)."""
+        return self.results_path or self.out_dir / DEFAULT_RESULTS_NAME
+
+    @property
+    def main_state_dir(self) -> Path:
+        """``DIR/.batchtts``: the unsharded job's journal and lock (shards share the lock)."""
+        return self.out_dir / STATE_DIR
 
     @property
     def state_dir(self) -> Path:
-        return self.out_dir / ".batchtts"
+        """This run's own journal, lock and records: the job's, or its shard's."""
+        return self.main_state_dir if self.shard is None else self.shard.state_dir(self.out_dir)
+
+    @property
+    def summary_path(self) -> Path:
+        return (self.out_dir if self.shard is None else self.state_dir) / SUMMARY_NAME
 
 
 def _is_count(value: object) -> bool:

@@ -137,16 +137,24 @@ class ResumeIndex:
 
         self.paths = [Path(p) for p in paths]
         self._bases: list[int] = []
+        #: Each file is held open from the start: another run (a shard) may rename or remove a journal
+        #: this index read; the open file keeps what was indexed readable at the positions noted.
+        self._handles: dict[int, Any] = {}
         keys, fps, statuses, positions = [], [], [], []
         base = 0
-        for path in self.paths:
+        for number, path in enumerate(self.paths):
             self._bases.append(base)
+            try:
+                handle = self._handles[number] = open(path, "rb")  # noqa: SIM115 - closed by close()
+            except FileNotFoundError:
+                handle = None
             k, f, s, p = _scan(path, base)
             keys.append(k)
             fps.append(f)
             statuses.append(s)
             positions.append(p)
-            base += path.stat().st_size if path.exists() else 0
+            size = os.fstat(handle.fileno()).st_size if handle is not None else 0
+            base += max(size, (max(p) + 1 - base) if len(p) else 0)
 
         def joined(parts: list[Any], dtype: Any) -> Any:
             return np.concatenate([np.frombuffer(part, dtype=dtype) for part in parts]) if parts else np.empty(0, dtype)
@@ -162,7 +170,6 @@ class ResumeIndex:
         self._fps = fp_a[keep]
         self._statuses = st_a[keep]
         self._positions = pos_a[keep]
-        self._handles: dict[int, Any] = {}
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -186,8 +193,8 @@ class ResumeIndex:
         """The raw journal line (with its newline) that starts at ``position``."""
         index = max(i for i, base in enumerate(self._bases) if base <= position)
         handle = self._handles.get(index)
-        if handle is None:
-            handle = self._handles[index] = open(self.paths[index], "rb")  # noqa: SIM115 - closed by close()
+        if handle is None:  # not there when indexed: it holds no position
+            return b""
         handle.seek(position - self._bases[index])
         return handle.readline()
 
@@ -241,17 +248,33 @@ class EarlierRuns:
     journal describes the whole manifest.
     """
 
-    def __init__(self, state_dir: Path, out_dir: Path, *, force: bool = False, retry_failed: bool = True) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        out_dir: Path,
+        *,
+        force: bool = False,
+        retry_failed: bool = True,
+        also_read: Sequence[Path] = (),
+        absorb: Sequence[Path] = (),
+    ) -> None:
+        """``also_read``: other runs' journals (oldest first) indexed too, never changed (a shard reads
+        the folder's and the other shards'). ``absorb``: folders whose journals this run takes into its
+        own (oldest first), then removes (an unsharded run takes the shard parts in)."""
         self.state_dir = Path(state_dir)
         self.out_dir = Path(out_dir)
         self.force = force
         self.retry_failed = retry_failed
         self.journal_path = self.state_dir / JOURNAL_NAME
         self.previous_path = self.state_dir / PREVIOUS_JOURNAL_NAME
+        self.also_read = [Path(p) for p in also_read]
+        self.absorb = [Path(p) for p in absorb]
         self.index = ResumeIndex()
 
     def open(self) -> Journal:
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        if self.absorb:
+            self._absorb()
         if self.journal_path.exists():
             if self.previous_path.exists():
                 compact_journals([self.previous_path, self.journal_path], self.previous_path)
@@ -260,11 +283,31 @@ class EarlierRuns:
                 os.replace(self.journal_path, self.previous_path)
             with contextlib.suppress(OSError):  # best effort: the next start understands either state
                 fsync_folder(self.state_dir)
-        if self.previous_path.exists():
-            self.index = ResumeIndex([self.previous_path])
+        own = [self.previous_path] if self.previous_path.exists() else []
+        if own or self.also_read:
+            self.index = ResumeIndex([*(p for p in self.also_read if p.exists()), *own])
             if len(self.index):
                 log.debug("%d row(s) known from earlier runs (index: %d bytes)", len(self.index), self.index.nbytes)
         return Journal(self.journal_path)
+
+    def _absorb(self) -> None:
+        """Take the journals of ``absorb``'s folders into this run's previous journal, then remove the folders.
+
+        Crash-safe: the compacted journal lands whole before anything is removed,
+        and taking the same entries in again gives the same journal.
+        """
+        import shutil
+
+        own = [p for p in (self.previous_path, self.journal_path) if p.exists()]
+        taken = [p for folder in self.absorb for p in journal_files(folder)]
+        if taken:
+            compact_journals([*own, *taken], self.previous_path)
+            self.journal_path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                fsync_folder(self.state_dir)
+        for folder in self.absorb:
+            shutil.rmtree(folder, ignore_errors=True)
+        log.info("took %d shard part(s) into this run's journal", len(self.absorb))
 
     def may_know(self, row_id: str, voice: str | None = None) -> bool:
         """False when no earlier result can stand for this row (a quick check before fingerprinting it)."""
@@ -305,6 +348,12 @@ class EarlierRuns:
             self.previous_path.unlink()
             with contextlib.suppress(OSError):
                 fsync_folder(self.state_dir)
+
+
+def journal_files(state_dir: Path) -> list[Path]:
+    """A state folder's journals that exist, the previous one first (the order they were written)."""
+    folder = Path(state_dir)
+    return [p for p in (folder / PREVIOUS_JOURNAL_NAME, folder / JOURNAL_NAME) if p.exists()]
 
 
 def compact_journals(sources: Sequence[Path], dest: Path) -> int:

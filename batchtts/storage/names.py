@@ -15,7 +15,11 @@ Layout of ``DIR`` (the ``--out`` folder)::
       summary.json              counts and exit status for schedulers (:mod:`batchtts.ledger.summary`)
       .batchtts/journal.jsonl   one JSON line per finished row, appended as rows finish
       .batchtts/journal.prev.jsonl  earlier runs' journal while a run uses it (:mod:`batchtts.ledger.resume`)
-      .batchtts/lock            held by the running job (:mod:`batchtts.job.lock`)
+      .batchtts/lock            held by the running job (:mod:`batchtts.job.lock`); shared by shard runs
+      .batchtts/shards/<K>-of-<N>/
+                                one shard's own state (``--shard K/N``, :mod:`batchtts.job.shards`):
+                                lock, journal.jsonl, journal.prev.jsonl, results.<ext> (its part),
+                                summary.json and part.json (what ``batchtts merge`` needs)
 
 This module only names things; creating, syncing and removing files is
 :mod:`batchtts.storage.files`.
@@ -47,6 +51,15 @@ MAX_SHARD_LEVELS = 4
 DEFAULT_RESULTS_NAME = "results.parquet"
 #: The journal, relative to DIR.
 JOURNAL_PATH = PurePosixPath(".batchtts/journal.jsonl")
+#: A job's own state (journal, lock), relative to DIR.
+STATE_DIR = PurePosixPath(".batchtts")
+#: The shard parts (``--shard K/N``), relative to DIR: one folder each, named by :func:`shard_part_name`.
+SHARDS_DIR = STATE_DIR / "shards"
+#: What a shard records for ``batchtts merge`` (manifest, columns, options), inside its part folder.
+PART_RECORD_NAME = "part.json"
+#: A shard's results part inside its folder: ``results`` + the results manifest's extension.
+PART_RESULTS_STEM = "results"
+_SHARD_PART = re.compile(r"(0|[1-9][0-9]{0,5})-of-([1-9][0-9]{0,5})")
 
 #: Ids kept as they are: lower-case ASCII letters, digits, ``_``, ``-`` and ``.``,
 #: not starting with ``.`` (hidden files, ``.`` and ``..``), not ending with ``.``
@@ -145,6 +158,20 @@ def shard_folders(row_id: str, levels: int) -> tuple[str, ...]:
         raise ValueError(f"shard levels must be 0 to {MAX_SHARD_LEVELS}, not {levels}")
     digest = id_hash(row_id)
     return tuple(digest[2 * level : 2 * level + 2] for level in range(levels))
+
+
+def shard_part_name(index: int, count: int) -> str:
+    """The folder of shard ``index`` of ``count`` under :data:`SHARDS_DIR`: ``2-of-8``."""
+    return f"{index}-of-{count}"
+
+
+def parse_shard_part_name(name: str) -> tuple[int, int] | None:
+    """(index, count) of a shard part folder's name, or None when it is not one."""
+    match = _SHARD_PART.fullmatch(name)
+    if match is None:
+        return None
+    index, count = int(match[1]), int(match[2])
+    return (index, count) if index < count else None
 
 
 def resolve_inside(out_dir: Path, relative: PurePosixPath | str) -> Path:

@@ -40,6 +40,7 @@ def test_quick_benchmark_writes_every_section(tmp_path):
         "## Concurrency found at run time",
         "## The gap between streams",
         "## Pacing against a late-answering API",
+        "## Shards and merge",
     ):
         assert heading in markdown, heading
     for figure in (
@@ -58,6 +59,9 @@ def test_quick_benchmark_writes_every_section(tmp_path):
         "streams open (0.95 C)",
         "gap from a stream's end to the next request's arrival",
         "start rate at the server ÷ rate",
+        "`--shard K/",
+        "`batchtts merge` of 4 parts",
+        "`batchtts merge` of those",
     ):
         assert figure in markdown, figure
     report = json.loads((out / "results.json").read_text(encoding="utf-8"))
