@@ -60,6 +60,11 @@ class JobSpec:
     base_url: str = DEFAULT_BASE_URL
     idle_timeout: float = 30.0
     connect_timeout: float = 10.0
+    #: Share the limits (streams, pace, 429 back-off) with every job of the account through this
+    #: Redis URL (:mod:`batchtts.schedule.shared`); None = this job's limits are its own.
+    limits_url: str | None = None
+    #: Added to the account's digest in the Redis namespace: jobs share limits only within one.
+    limits_namespace: str | None = None
 
     def __post_init__(self) -> None:
         self.manifest, self.out_dir = Path(self.manifest), Path(self.out_dir)
