@@ -60,6 +60,7 @@ class SharedLimits:
         self._token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._serial = 0
         self._lost = False
+        self._losses = 0  # outages so far: a call that began before the last one cannot say Redis is back
         self._readd = False
         self._scripts: dict[str, AsyncScript] = {
             name: redis.register_script(getattr(scripts, name))
@@ -128,13 +129,14 @@ class SharedLimits:
         from redis.exceptions import TimeoutError as RedisTimeoutError
 
         while True:
+            losses = self._losses
             try:
                 reply = await self._scripts[name](keys=keys, args=args)
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 self._note_lost(exc)
                 await anyio.sleep(RECONNECT_EVERY)
                 continue
-            self._note_back()
+            self._note_back(losses)
             return reply
 
     # --- reports: best effort ----------------------------------------------------------
@@ -144,12 +146,13 @@ class SharedLimits:
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import TimeoutError as RedisTimeoutError
 
+        losses = self._losses
         try:
             reply = await self._scripts[name](keys=keys, args=args)
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             self._note_lost(exc)
             return None
-        self._note_back()
+        self._note_back(losses)
         return reply
 
     async def renew(self, leases: list[str]) -> None:
@@ -169,14 +172,16 @@ class SharedLimits:
     def _note_lost(self, exc: BaseException) -> None:
         if not self._lost:
             self._lost = True
+            self._losses += 1
             log.warning(
                 "shared limits: lost Redis at %s (%s); no new request starts until it is back, streams in flight go on",
                 self.url,
                 type(exc).__name__,
             )
 
-    def _note_back(self) -> None:
-        if self._lost:
+    def _note_back(self, losses: int) -> None:
+        """A call that began at ``losses`` outages was answered: Redis is back if it began after the last loss."""
+        if self._lost and losses == self._losses:
             self._lost = False
             self._readd = True
             log.warning("shared limits: Redis at %s is back; request starts go on", self.url)
