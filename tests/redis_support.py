@@ -91,10 +91,3 @@ def running_redis(workdir: Path, *, password: str | None = None) -> Iterator[Red
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A started Redis on a free loopback port, stopped when the test ends."""
-    with running_redis(tmp_path / "redis") as server:
-        yield server

@@ -17,7 +17,7 @@ from batchtts.schedule.shared.address import limits_namespace
 from batchtts.schedule.shared.store import LEASE_TTL
 from batchtts.units import Rate
 from tests.nightly_support import finish, spawn_run, summary, wait_until
-from tests.redis_support import RedisServer, free_port, redis_server, running_redis  # noqa: F401
+from tests.redis_support import free_port, running_redis
 from tests.runner_support import TEST_KEY, run_job, write_csv
 
 pytestmark = pytest.mark.slow
@@ -73,14 +73,15 @@ def test_the_streams_of_a_sigkilled_process_are_used_again(tmp_path, local_serve
                        "--limits-url", redis_server.url, logs=tmp_path / "holder")  # fmt: skip
     wait_until(lambda: server.stats.snapshot()["active_streams"] == 3, timeout=60, what="the holder's 3 streams")
     namespace = limits_namespace(TEST_KEY)
-    redis = redis_server.client()
-    assert redis.zcard(f"{namespace}:leases") == 3
+    client = redis_server.client()
+    assert client.zcard(f"{namespace}:leases") == 3
     os.kill(holder.pid, signal.SIGKILL)
     holder.wait()
     killed_at = time.monotonic()
     # Its leases outlive it, but never longer than one lease's life from the last renewal.
-    now = float(redis.time()[0]) + redis.time()[1] / 1e6
-    expiries = [score for _, score in redis.zrange(f"{namespace}:leases", 0, -1, withscores=True)]
+    seconds, micros = client.time()
+    now = seconds + micros / 1e6
+    expiries = [score for _, score in client.zrange(f"{namespace}:leases", 0, -1, withscores=True)]
     assert len(expiries) == 3 and all(expiry <= now + LEASE_TTL + 0.1 for expiry in expiries)
     other = spawn_run(_manifest(tmp_path / "short.csv", "short", 6), tmp_path / "out-other", server.base_url,
                       "--concurrency", "3", "--limits-url", redis_server.url, logs=tmp_path / "other")  # fmt: skip
@@ -93,12 +94,12 @@ def test_the_streams_of_a_sigkilled_process_are_used_again(tmp_path, local_serve
 
 def test_redis_lost_mid_job_and_back_loses_nothing(tmp_path, local_server):
     server = local_server(rate=Rate(10, 1.0), latency=0.05)
-    with running_redis(tmp_path / "redis") as redis_server:
+    with running_redis(tmp_path / "redis") as redis:
         manifest = _manifest(tmp_path / "m.csv", "r", 40)
         job = spawn_run(manifest, tmp_path / "out", server.base_url, "--concurrency", "2", "--rate", "10/s",
-                        "--limits-url", redis_server.url, logs=tmp_path / "run")  # fmt: skip
+                        "--limits-url", redis.url, logs=tmp_path / "run")  # fmt: skip
         wait_until(lambda: server.stats.snapshot()["streams_completed"] >= 5, timeout=60, what="five rows done")
-        redis_server.stop()
+        redis.stop()
         wait_until(lambda: "lost Redis" in _logs(tmp_path / "run"), timeout=30, what="the lost line")
         # No new starts while Redis is away (the streams in flight had time to finish).
         time.sleep(0.5)
@@ -106,7 +107,7 @@ def test_redis_lost_mid_job_and_back_loses_nothing(tmp_path, local_server):
         time.sleep(1.0)
         assert server.stats.snapshot()["starts_total"] == before
         assert job.poll() is None
-        redis_server.start()
+        redis.start()
         assert finish(job, timeout=120) == 0, _logs(tmp_path / "run")
     output = _logs(tmp_path / "run")
     assert output.count("lost Redis") == 1 and output.count("is back; request starts go on") == 1
@@ -128,17 +129,17 @@ def test_unreachable_redis_at_start_exits_2_with_the_url_masked(tmp_path, server
 
 def test_the_redis_password_is_never_printed(tmp_path, server):
     password = "pw-0123456789-do-not-print"
-    with running_redis(tmp_path / "redis", password=password) as redis_server:
+    with running_redis(tmp_path / "redis", password=password) as redis:
         manifest = _manifest(tmp_path / "m.csv", "r", 4)
         good = run_job(manifest, tmp_path / "out", server.base_url, "-vv", "--log-format", "json",
-                       "--limits-url", redis_server.url)  # fmt: skip
+                       "--limits-url", redis.url)  # fmt: skip
         assert good.exit_code == 0, good.output
         assert password not in good.output
-        wrong = redis_server.url.replace(password, "not-the-password")
+        wrong = redis.url.replace(password, "not-the-password")
         bad = run_job(manifest, tmp_path / "out2", server.base_url, "--limits-url", wrong)
         assert bad.exit_code == 2 and "check the password" in bad.output
         assert "not-the-password" not in bad.output and "Traceback" not in bad.output
-        env = {"BATCHTTS_LIMITS_URL": redis_server.url}
+        env = {"BATCHTTS_LIMITS_URL": redis.url}
         from_env = run_job(manifest, tmp_path / "out3", server.base_url, "-vv", env=env)
         assert from_env.exit_code == 0 and password not in from_env.output
         assert "shared limits" in from_env.output
