@@ -89,7 +89,7 @@ def test_a_429_pauses_and_slows_every_process(redis_server):
     client = redis_server.client()
     assert int(take_start(client, "a", rate=10.0)[0]) == 1
     granted = float(client.hget(STATE, "tat")) - 0.1
-    what, cap, rate = run(client, "ON_RATE_LIMITED", [STATE, LEASES],
+    what, _cap, rate = run(client, "ON_RATE_LIMITED", [STATE, LEASES],
                           [2.0, granted, 1, 10.0, 3, 0, "rate", 30, 600])  # fmt: skip
     assert what == b"slowed" and float(rate) == pytest.approx(7.0)
     refused = take_start(client, "b", rate=10.0)
@@ -98,7 +98,7 @@ def test_a_429_pauses_and_slows_every_process(redis_server):
     what, _, rate = run(client, "ON_RATE_LIMITED", [STATE, LEASES], [0, granted, 1, 10.0, 3, 0, "rate", 30, 600])
     assert what == b"paused" and float(rate) == pytest.approx(7.0)
     for _ in range(200):
-        cap, rate = run(client, "ON_SUCCESS", [STATE, LEASES], [1, 10.0, 3, 0, 30, 600])
+        _cap, rate = run(client, "ON_SUCCESS", [STATE, LEASES], [1, 10.0, 3, 0, 30, 600])
     assert float(rate) == pytest.approx(10.0)  # successes bring the pace back, never above --rate
 
 
