@@ -35,6 +35,7 @@ def test_quick_benchmark_writes_every_section(tmp_path):
         "## Client CPU against the floor",
         "## Throughput at the limit",
         "## Memory",
+        "## Shared limits over Redis",
     ):
         assert heading in markdown, heading
     for figure in (
