@@ -14,25 +14,32 @@ from batchtts.schedule.shared.store import SharedLimits
 
 NS = "batchtts:limits:test"
 LEASES, STATE, WINDOW = f"{NS}:leases", f"{NS}:state", f"{NS}:window"
+NO_PACE = [0, 0, 0.0, 1.0, 0.001, 0.05]
 
 
 def run(client: Any, name: str, keys: list[str], args: list[Any]) -> Any:
     return client.register_script(getattr(scripts, name))(keys=keys, args=args)
 
 
+def take_slot(client: Any, lease: str, start: str, most: int, *, auto: bool = False, ttl: float = 6.0,
+              rate: float = 0.0, window_starts: int = 0) -> list[Any]:  # fmt: skip
+    window = window_starts / rate if window_starts else 0.0
+    args = [lease, start, ttl, most, int(auto), rate, window_starts, window, 1.0, 0.001, 0.05, 3600]
+    return run(client, "TAKE_SLOT", [LEASES, STATE, WINDOW], args)
+
+
 def take_lease(client: Any, lease: str, most: int, *, auto: bool = False, ttl: float = 6.0) -> bool:
-    taken, _held, _cap = run(client, "TAKE_LEASE", [LEASES, STATE], [lease, ttl, most, int(auto), 3600])
-    return bool(taken)
+    return int(take_slot(client, lease, f"start-of-{lease}", most, auto=auto, ttl=ttl)[0]) == 1
 
 
 def take_start(client: Any, start: str, rate: float, window_starts: int = 0) -> list[Any]:
-    window = window_starts / rate if window_starts else 0.0
-    return run(client, "TAKE_START", [STATE, WINDOW], [start, rate, window_starts, window, 1.0, 0.001, 0.05, 3600])
+    return take_slot(client, f"lease-of-{start}", start, 1000, rate=rate, window_starts=window_starts)
 
 
 def test_the_stream_cap_is_one_lease_per_stream(redis_server):
     client = redis_server.client()
     assert [take_lease(client, f"l{i}", 2) for i in range(3)] == [True, True, False]
+    assert int(take_slot(client, "l2", "s", 2)[2]) == 2  # waiting for a stream, not for the pace
     run(client, "GIVE_LEASE", [LEASES], ["l0"])
     assert take_lease(client, "l2", 2)
 
@@ -122,15 +129,23 @@ def test_auto_concurrency_grows_while_saturated_and_settles_below_a_refusal(redi
     assert succeed() == 3  # no probe before the quiet period
 
 
-def test_take_lease_waits_until_a_stream_is_given_back(redis_server):
+def test_no_stream_is_held_while_its_start_waits_for_the_pace(redis_server):
+    client = redis_server.client()
+    assert int(take_slot(client, "a", "sa", 3, rate=2.0)[0]) == 1
+    refused = take_slot(client, "b", "sb", 3, rate=2.0)
+    assert int(refused[0]) == 0 and int(refused[2]) == 0 and float(refused[1]) > 0.3  # the pace: 0.5 s apart
+    assert {m.decode() for m in client.zrange(LEASES, 0, -1)} == {"a"}  # "b" holds no stream meanwhile
+
+
+def test_take_slot_waits_until_a_stream_is_given_back(redis_server):
     async def main() -> list[str]:
         limits = await SharedLimits.connect(redis_server.url, NS)
         order: list[str] = []
         try:
-            await limits.take_lease("first", 1, auto=False)
+            await limits.take_slot("first", "s1", 1, auto=False, pace=NO_PACE)
 
             async def second() -> None:
-                await limits.take_lease("second", 1, auto=False)
+                await limits.take_slot("second", "s2", 1, auto=False, pace=NO_PACE)
                 order.append("second taken")
 
             async with anyio.create_task_group() as group:

@@ -36,28 +36,6 @@ local function num(key, field, default)
 end
 """
 
-#: KEYS: leases, state. ARGV: lease id, ttl s, most streams, auto (1/0), idle expiry s.
-#: -> {1, held, cap} taken, or {0, held, cap} when the cap is full.
-TAKE_LEASE = (
-    _PRELUDE
-    + """
-local t = now()
-local most = tonumber(ARGV[3])
-local auto = ARGV[4] == '1'
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', t)
-local cap = num(KEYS[2], auto and 'auto_cap' or 'cap', auto and 1 or most)
-cap = math.max(1, math.min(math.floor(cap), most))
-local held = redis.call('ZCARD', KEYS[1])
-if held < cap then
-  redis.call('ZADD', KEYS[1], t + tonumber(ARGV[2]), ARGV[1])
-  redis.call('PEXPIRE', KEYS[1], math.floor(tonumber(ARGV[5]) * 1000))
-  return {1, held + 1, cap}
-end
-redis.call('HSET', KEYS[2], 'waiting_until', tostring(t + 0.5))
-return {0, held, cap}
-"""
-)
-
 #: KEYS: leases. ARGV: ttl s, readd (1/0), lease ids... -> leases renewed.
 #: ``readd``: after Redis came back (a restart forgets them), the leases held are put back.
 RENEW_LEASES = (
@@ -79,50 +57,65 @@ GIVE_LEASE = """
 return redis.call('ZREM', KEYS[1], ARGV[1])
 """
 
-#: KEYS: state, window. ARGV: start id, most starts/s (0: no pace), window starts (0: no guard),
-#: window s, answer wait limit s, epsilon s, max catch-up s, idle expiry s.
-#: -> {1, granted at} or {0, wait s, 1 when the wait is on a start whose answer is not noted yet}.
-TAKE_START = (
+#: KEYS: leases, state, window. ARGV: lease id, start id, lease ttl s, most streams, auto (1/0),
+#: most starts/s (0: no pace), window starts (0: no guard), window s, answer wait limit s, epsilon s,
+#: max catch-up s, idle expiry s.
+#: A stream and a start together, or neither: a lease is never held while its start waits for the pace
+#: (on a tight stream cap that would idle the streams), and no start is granted that has no stream.
+#: -> {1, granted at, cap} or {0, wait s, why: 0 pace or pause, 1 a start whose answer is not noted, 2 no stream free}.
+TAKE_SLOT = (
     _PRELUDE
     + """
 local t = now()
-local most_rate = tonumber(ARGV[2])
-local n = tonumber(ARGV[3])
-local window = tonumber(ARGV[4])
-local eps = tonumber(ARGV[6])
+local most = tonumber(ARGV[4])
+local auto = ARGV[5] == '1'
+local most_rate = tonumber(ARGV[6])
+local n = tonumber(ARGV[7])
+local window = tonumber(ARGV[8])
+local eps = tonumber(ARGV[10])
+local expiry = math.floor(tonumber(ARGV[12]) * 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', t)
+local cap = num(KEYS[2], auto and 'auto_cap' or 'cap', auto and 1 or most)
+cap = math.max(1, math.min(math.floor(cap), most))
+if redis.call('ZCARD', KEYS[1]) >= cap then
+  redis.call('HSET', KEYS[2], 'waiting_until', tostring(t + 0.5))
+  redis.call('PEXPIRE', KEYS[2], expiry)
+  return {0, '0', 2}
+end
 local wait = 0
-local pending = 0
-local paused = num(KEYS[1], 'paused_until', 0)
+local why = 0
+local paused = num(KEYS[2], 'paused_until', 0)
 if paused > t then wait = paused - t end
 local rate = nil
-local tat = num(KEYS[1], 'tat', 0)
+local tat = num(KEYS[2], 'tat', 0)
 if most_rate > 0 then
-  rate = math.min(num(KEYS[1], 'rate', most_rate), most_rate)
+  rate = math.min(num(KEYS[2], 'rate', most_rate), most_rate)
   if tat > t then wait = math.max(wait, tat - t) end
 end
 if n > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', t - window - eps)
-  if redis.call('ZCARD', KEYS[2]) >= n then
-    local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', t - window - eps)
+  if redis.call('ZCARD', KEYS[3]) >= n then
+    local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
     local reopens = tonumber(oldest[2]) + window + eps - t
     if reopens > wait then
       wait = reopens
-      pending = 1
+      why = 1
     end
   end
 end
-if wait > 0 then return {0, tostring(wait), pending} end
-local expiry = math.floor(tonumber(ARGV[8]) * 1000)
+if wait > 0 then return {0, tostring(wait), why} end
+redis.call('ZADD', KEYS[1], t + tonumber(ARGV[3]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], expiry)
 if rate then
   local interval = 1 / rate
-  redis.call('HSET', KEYS[1], 'tat', tostring(math.max(tat, t - math.min(interval, tonumber(ARGV[7]))) + interval))
+  redis.call('HSET', KEYS[2], 'tat', tostring(math.max(tat, t - math.min(interval, tonumber(ARGV[11]))) + interval))
 end
-redis.call('PEXPIRE', KEYS[1], expiry)
+redis.call('PEXPIRE', KEYS[2], expiry)
 if n > 0 then
-  redis.call('ZADD', KEYS[2], t + tonumber(ARGV[5]), ARGV[1])
-  redis.call('PEXPIRE', KEYS[2], expiry)
+  redis.call('ZADD', KEYS[3], t + tonumber(ARGV[9]), ARGV[2])
+  redis.call('PEXPIRE', KEYS[3], expiry)
 end
-return {1, tostring(t)}
+return {1, tostring(t), cap}
 """
 )
 

@@ -37,6 +37,8 @@ RECONNECT_EVERY = 0.5
 LEASE_POLL = 0.01
 #: How often a start waiting on the window guard asks again while the oldest start's answer is not noted.
 WINDOW_POLL = 0.005
+#: Why TAKE_SLOT said wait: the oldest start in the window guard is not answered yet; no stream is free.
+UNANSWERED, NO_STREAM = 1, 2
 #: The keys of an account nobody uses vanish after this long.
 IDLE_EXPIRY = 3600.0
 #: Seconds Redis has to answer a call (and to accept a connection).
@@ -64,8 +66,7 @@ class SharedLimits:
         self._readd = False
         self._scripts: dict[str, AsyncScript] = {
             name: redis.register_script(getattr(scripts, name))
-            for name in ("TAKE_LEASE", "RENEW_LEASES", "GIVE_LEASE", "TAKE_START", "NOTE_ANSWERED",
-                         "ON_SUCCESS", "ON_RATE_LIMITED")
+            for name in ("TAKE_SLOT", "RENEW_LEASES", "GIVE_LEASE", "NOTE_ANSWERED", "ON_SUCCESS", "ON_RATE_LIMITED")
         }  # fmt: skip
 
     @classmethod
@@ -104,24 +105,24 @@ class SharedLimits:
 
     # --- calls that wait for Redis ---------------------------------------------------------
 
-    async def take_lease(self, lease: str, most: int, *, auto: bool) -> tuple[int, int]:
-        """Hold ``lease`` once a stream is free: (streams held in all, the shared cap)."""
+    async def take_slot(
+        self, lease: str, start: str, most: int, *, auto: bool, pace: Sequence[Any]
+    ) -> tuple[float, int]:
+        """Hold ``lease`` and count ``start`` once a stream is free and the pace, the window guard and any
+        pause allow: (the grant on Redis' clock, the shared cap). ``pace``: most starts/s, window starts,
+        window s, answer wait limit s, epsilon s, max catch-up s."""
+        keys = [self.leases_key, self.state_key, self.window_key]
+        args = [lease, start, LEASE_TTL, most, int(auto), *pace, IDLE_EXPIRY]
         while True:
-            taken, held, cap = await self._call_until_answered(
-                "TAKE_LEASE", [self.leases_key, self.state_key], [lease, LEASE_TTL, most, int(auto), IDLE_EXPIRY]
-            )
-            if taken:
-                return int(held), int(cap)
-            await anyio.sleep(LEASE_POLL)
-
-    async def take_start(self, start: str, args: Sequence[Any]) -> float:
-        """Wait for the shared pace, window guard and pause; the grant's Redis time."""
-        while True:
-            reply = await self._call_until_answered("TAKE_START", [self.state_key, self.window_key], [start, *args])
+            reply = await self._call_until_answered("TAKE_SLOT", keys, args)
             if int(reply[0]) == 1:
-                return float(reply[1])
-            wait = float(reply[1])
-            await anyio.sleep(min(wait, WINDOW_POLL) if int(reply[2]) else wait)
+                return float(reply[1]), int(reply[2])
+            why = int(reply[2])
+            if why == NO_STREAM:
+                await anyio.sleep(LEASE_POLL)
+            else:
+                wait = float(reply[1])
+                await anyio.sleep(min(wait, WINDOW_POLL) if why == UNANSWERED else wait)
 
     async def _call_until_answered(self, name: str, keys: list[str], args: list[Any]) -> Any:
         """The script's answer; while Redis is unreachable, wait (said once) and try again."""

@@ -98,7 +98,9 @@ class SharedThrottle(Throttle):
         self._shared_cap = 1 if self._shared_auto else streams
         self._shared_rate: float | None = rate.per_second if rate else None
         self._held: set[str] = set()
-        self._lease_lock = anyio.Lock()
+        self._asking = anyio.Lock()
+        self._pace = [self._most_rate, self._guard_starts, self._guard_window, ANSWER_WAIT_LIMIT, WINDOW_EPSILON,
+                      MAX_CATCH_UP]  # fmt: skip
         send, receive = anyio.create_memory_object_stream[_Report](math.inf)
         self._reports: MemoryObjectSendStream[_Report] = send
         self._report_queue: MemoryObjectReceiveStream[_Report] = receive
@@ -172,28 +174,23 @@ class SharedThrottle(Throttle):
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[Start]:
-        """A shared stream lease, then a shared start grant; the lease goes back when the body ends."""
+        """A shared stream lease and a shared start grant, taken together; the lease goes back when the body ends."""
         limits = self._limits
-        lease = limits.new_id()
-        async with self._lease_lock:  # one asker per process: the others queue here, not in Redis
-            _, cap = await limits.take_lease(lease, self._most_streams, auto=self._shared_auto)
+        lease, start_id = limits.new_id(), limits.new_id()
+        async with self._asking:  # one asker per process: the others queue here, not in Redis
+            granted, cap = await limits.take_slot(lease, start_id, self._most_streams, auto=self._shared_auto,
+                                                  pace=self._pace)  # fmt: skip
         self._held.add(lease)  # renewed from now on (cancelled just before: it expires by itself)
         self._shared_cap = cap
-        start: SharedStart | None = None
+        start = SharedStart(self._clock(), self._clock, start_id, granted, self._answered)
+        self._sending += 1
+        self._streams.add(start)
         try:
-            start_id = limits.new_id()
-            args = [self._most_rate, self._guard_starts, self._guard_window, ANSWER_WAIT_LIMIT, WINDOW_EPSILON,
-                    MAX_CATCH_UP, 3600.0]  # fmt: skip
-            granted = await limits.take_start(start_id, args)
-            start = SharedStart(self._clock(), self._clock, start_id, granted, self._answered)
-            self._sending += 1
-            self._streams.add(start)
             yield start
         finally:
-            if start is not None:
-                self._sending -= 1
-                self._streams.discard(start)
-                start.mark_answered()
+            self._sending -= 1
+            self._streams.discard(start)
+            start.mark_answered()
             self._held.discard(lease)
             self._report("GIVE_LEASE", [limits.leases_key], [lease])
 
