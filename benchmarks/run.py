@@ -718,7 +718,7 @@ def bench_sharedlimits(cfg: Config, work: Path) -> list[Figure]:
     figures: list[Figure] = []
     results: dict[str, dict[str, float]] = {}
     with RedisProcess(work / "redis") as redis, Server(
-        "--rate", f"{rate}/s", "--concurrency", str(streams), "--latency", "0.2"
+        "--rate", f"{rate}/s", "--concurrency", str(streams), "--latency", "0.1"
     ) as server:  # fmt: skip
         cases = [("shared", ["--limits-url", redis.url]), ("alone", [])]
         for label, shared in cases if cfg.shared_baseline else cases[:1]:
@@ -740,7 +740,8 @@ def bench_sharedlimits(cfg: Config, work: Path) -> list[Figure]:
     nan = float("nan")
     shared, alone = results["shared"], results.get("alone", {"refused": nan, "ratio": nan, "max_streams": nan})
     setup = (
-        f"3 processes of {n} rows each, `--rate {rate}/s --concurrency {streams}`, server {rate}/s, {streams} streams"
+        f"3 processes of {n} rows each, `--rate {rate}/s --concurrency {streams}`; "
+        f"server {rate}/s, {streams} streams, first audio after 0.1 s"
     )
     figures += [
         Figure("sharedlimits", f"{setup}: answered 429 (with `--limits-url`; alone, as baseline)",

@@ -119,14 +119,16 @@ return {1, tostring(t), cap}
 """
 )
 
-#: KEYS: window. ARGV: start id. The start's answer came: the API has counted it by now.
+#: KEYS: window. ARGV: start id, when its answer came on Redis' clock (a late estimate: the grant plus
+#: the local time from asking for it to the answer). The API counted it by then, and surely by now:
+#: the earlier of the two, so a report that waited in a queue does not hold the window.
 NOTE_ANSWERED = (
     _PRELUDE
     + """
-local t = now()
+local t = math.min(now(), tonumber(ARGV[2]))
 local counted = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if counted and tonumber(counted) > t then
-  redis.call('ZADD', KEYS[1], t, ARGV[1])
+  redis.call('ZADD', KEYS[1], tostring(t), ARGV[1])
 end
 return 1
 """

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -106,17 +107,26 @@ class SharedLimits:
     # --- calls that wait for Redis ---------------------------------------------------------
 
     async def take_slot(
-        self, lease: str, start: str, most: int, *, auto: bool, pace: Sequence[Any]
-    ) -> tuple[float, int]:
+        self,
+        lease: str,
+        start: str,
+        most: int,
+        *,
+        auto: bool,
+        pace: Sequence[Any],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> tuple[float, int, float]:
         """Hold ``lease`` and count ``start`` once a stream is free and the pace, the window guard and any
-        pause allow: (the grant on Redis' clock, the shared cap). ``pace``: most starts/s, window starts,
-        window s, answer wait limit s, epsilon s, max catch-up s."""
+        pause allow: (the grant on Redis' clock, the shared cap, ``clock()`` just before the call that
+        granted it). ``pace``: most starts/s, window starts, window s, answer wait limit s, epsilon s,
+        max catch-up s."""
         keys = [self.leases_key, self.state_key, self.window_key]
         args = [lease, start, LEASE_TTL, most, int(auto), *pace, IDLE_EXPIRY]
         while True:
+            asked = clock()
             reply = await self._call_until_answered("TAKE_SLOT", keys, args)
             if int(reply[0]) == 1:
-                return float(reply[1]), int(reply[2])
+                return float(reply[1]), int(reply[2]), asked
             why = int(reply[2])
             if why == NO_STREAM:
                 await anyio.sleep(LEASE_POLL)

@@ -48,7 +48,7 @@ _Report = tuple[str, list[str], list[Any]]
 class SharedStart(Start):
     """A start granted by Redis: its id in the window guard and its grant on Redis' clock."""
 
-    __slots__ = ("_on_answered", "shared_granted_at", "shared_id")
+    __slots__ = ("_on_answered", "asked_at", "shared_granted_at", "shared_id")
 
     def __init__(
         self,
@@ -56,12 +56,22 @@ class SharedStart(Start):
         clock: Callable[[], float],
         shared_id: str,
         shared_granted_at: float,
+        asked_at: float,
         on_answered: Callable[[SharedStart], None],
     ) -> None:
         super().__init__(granted_at, clock)
         self.shared_id = shared_id
         self.shared_granted_at = shared_granted_at
+        #: The local clock just before the call that granted it: at most the local time of the grant.
+        self.asked_at = asked_at
         self._on_answered = on_answered
+
+    @property
+    def answered_on_redis(self) -> float:
+        """When the answer came, on Redis' clock, never too early: the grant plus the local time from
+        asking to the answer (the grant happened after the asking)."""
+        answered = self.answered_at if self.answered_at is not None else self._clock()
+        return self.shared_granted_at + (answered - self.asked_at)
 
     def mark_answered(self) -> None:
         first = self.answered_at is None
@@ -178,11 +188,12 @@ class SharedThrottle(Throttle):
         limits = self._limits
         lease, start_id = limits.new_id(), limits.new_id()
         async with self._asking:  # one asker per process: the others queue here, not in Redis
-            granted, cap = await limits.take_slot(lease, start_id, self._most_streams, auto=self._shared_auto,
-                                                  pace=self._pace)  # fmt: skip
+            granted, cap, asked = await limits.take_slot(lease, start_id, self._most_streams,
+                                                         auto=self._shared_auto, pace=self._pace,
+                                                         clock=self._clock)  # fmt: skip
         self._held.add(lease)  # renewed from now on (cancelled just before: it expires by itself)
         self._shared_cap = cap
-        start = SharedStart(self._clock(), self._clock, start_id, granted, self._answered)
+        start = SharedStart(self._clock(), self._clock, start_id, granted, asked, self._answered)
         self._sending += 1
         self._streams.add(start)
         try:
@@ -196,7 +207,7 @@ class SharedThrottle(Throttle):
 
     def _answered(self, start: SharedStart) -> None:
         if self._guard_starts:
-            self._report("NOTE_ANSWERED", [self._limits.window_key], [start.shared_id])
+            self._report("NOTE_ANSWERED", [self._limits.window_key], [start.shared_id, start.answered_on_redis])
 
     def on_success(self) -> None:
         self._report(
