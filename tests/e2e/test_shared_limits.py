@@ -65,6 +65,24 @@ def test_without_shared_limits_the_same_processes_are_refused(tmp_path, local_se
     assert server.stats.snapshot()["rate_limited"] > 0
 
 
+def test_concurrency_auto_is_found_once_for_every_process(tmp_path, local_server, redis_server):
+    # A 2-stream account and two processes finding it: the shared cap settles at 2 for both.
+    server = local_server(concurrency=2, latency=0.1)
+    procs = [
+        spawn_run(_manifest(tmp_path / f"m{k}.csv", f"p{k}-", 30), tmp_path / f"out{k}", server.base_url,
+                  "--max-concurrency", "8", "--backoff-scale", "0.01", "--limits-url", redis_server.url,
+                  logs=tmp_path / f"run{k}")
+        for k in range(2)
+    ]  # fmt: skip
+    assert [finish(p, timeout=120) for p in procs] == [0, 0], [_logs(tmp_path / f"run{k}") for k in range(2)]
+    state = redis_server.client().hgetall(f"{limits_namespace(TEST_KEY)}:state")
+    assert float(state[b"auto_cap"]) == 2 and int(state[b"refused_at"]) == 3
+    stats = server.stats.snapshot()
+    assert stats["streams_completed"] == 60
+    # Slow start overshoots once or twice before it settles; alone, each process would overshoot too.
+    assert stats["rate_limited"] <= 4
+
+
 def test_the_streams_of_a_sigkilled_process_are_used_again(tmp_path, local_server, redis_server):
     # Long streams for the holder (about 30 s of audio each at 4x real time), short ones for the other.
     server = local_server(concurrency=3, latency=0.0, realtime_factor=4.0)
