@@ -26,7 +26,6 @@ from batchtts.schedule.shared.address import limits_namespace
 from batchtts.schedule.shared.store import RENEW_EVERY, SharedLimits
 from batchtts.schedule.throttle import (
     ANSWER_WAIT_LIMIT,
-    MAX_CATCH_UP,
     MAX_PROBE_QUIET,
     PROBE_QUIET,
     WINDOW_EPSILON,
@@ -39,6 +38,11 @@ from batchtts.units import AUTO, DEFAULT_MAX_CONCURRENCY, Rate
 
 log = logging.getLogger("batchtts")
 
+#: How far behind its schedule the shared pace may catch up after a late grant: one whole interval
+#: (the script takes the smaller), twice the local throttle's MAX_CATCH_UP at 10/s. A grant waits
+#: for a wake-up and a round trip to Redis, later than a local one; the window guard, not the
+#: schedule, keeps any window from overfilling.
+SHARED_CATCH_UP = 3600.0
 #: At the end of a job, how long the reports still queued (and the leases held) have to reach Redis.
 CLOSING_TIME = 5.0
 #: A report for Redis: the script's name and its arguments.
@@ -110,7 +114,7 @@ class SharedThrottle(Throttle):
         self._held: set[str] = set()
         self._asking = anyio.Lock()
         self._pace = [self._most_rate, self._guard_starts, self._guard_window, ANSWER_WAIT_LIMIT, WINDOW_EPSILON,
-                      MAX_CATCH_UP]  # fmt: skip
+                      SHARED_CATCH_UP]  # fmt: skip
         send, receive = anyio.create_memory_object_stream[_Report](math.inf)
         self._reports: MemoryObjectSendStream[_Report] = send
         self._report_queue: MemoryObjectReceiveStream[_Report] = receive
