@@ -22,9 +22,9 @@ def run(client: Any, name: str, keys: list[str], args: list[Any]) -> Any:
 
 
 def take_slot(client: Any, lease: str, start: str, most: int, *, auto: bool = False, ttl: float = 6.0,
-              rate: float = 0.0, window_starts: int = 0) -> list[Any]:  # fmt: skip
+              rate: float = 0.0, window_starts: int = 0, lookahead: float = 0.0) -> list[Any]:  # fmt: skip
     window = window_starts / rate if window_starts else 0.0
-    args = [lease, start, ttl, most, int(auto), rate, window_starts, window, 1.0, 0.001, 0.05, 3600]
+    args = [lease, start, ttl, most, int(auto), rate, window_starts, window, 1.0, 0.001, 0.05, 3600, lookahead]
     return run(client, "TAKE_SLOT", [LEASES, STATE, WINDOW], args)
 
 
@@ -135,6 +135,18 @@ def test_no_stream_is_held_while_its_start_waits_for_the_pace(redis_server):
     refused = take_slot(client, "b", "sb", 3, rate=2.0)
     assert int(refused[0]) == 0 and int(refused[2]) == 0 and float(refused[1]) > 0.3  # the pace: 0.5 s apart
     assert {m.decode() for m in client.zrange(LEASES, 0, -1)} == {"a"}  # "b" holds no stream meanwhile
+
+
+def test_a_start_due_soon_is_granted_ahead_for_its_time_but_not_past_the_window_guard(redis_server):
+    client = redis_server.client()
+    first = take_slot(client, "a", "sa", 9, rate=10.0, window_starts=2, lookahead=0.2)
+    second = take_slot(client, "b", "sb", 9, rate=10.0, window_starts=2, lookahead=0.2)
+    assert int(first[0]) == 1 and int(second[0]) == 1
+    ahead = float(second[3])
+    assert 0 < ahead <= 0.1 and float(second[1]) >= float(first[1]) + 0.05  # for its time on the schedule
+    # Two starts in the window, neither answered: the third waits, and is not granted ahead.
+    third = take_slot(client, "c", "sc", 9, rate=10.0, window_starts=2, lookahead=10.0)
+    assert int(third[0]) == 0 and int(third[2]) == 1
 
 
 def test_take_slot_waits_until_a_stream_is_given_back(redis_server):

@@ -59,10 +59,14 @@ return redis.call('ZREM', KEYS[1], ARGV[1])
 
 #: KEYS: leases, state, window. ARGV: lease id, start id, lease ttl s, most streams, auto (1/0),
 #: most starts/s (0: no pace), window starts (0: no guard), window s, answer wait limit s, epsilon s,
-#: max catch-up s, idle expiry s.
-#: A stream and a start together, or neither: a lease is never held while its start waits for the pace
+#: max catch-up s, idle expiry s, lookahead s.
+#: A stream and a start together, or neither: a lease is not held while its start waits for the pace
 #: (on a tight stream cap that would idle the streams), and no start is granted that has no stream.
-#: -> {1, granted at, cap} or {0, wait s, why: 0 pace or pause, 1 a start whose answer is not noted, 2 no stream free}.
+#: A start due within the lookahead (by the pace or a pause) is granted now for that time: the caller
+#: sleeps until then, holding its stream, so a round trip to Redis and a late wake-up are not on the
+#: schedule's path. A start the window guard holds back is not granted ahead.
+#: -> {1, granted for (Redis time), cap, seconds until then}
+#:    or {0, wait s, why: 0 pace or pause, 1 the window guard, 2 no stream free}.
 TAKE_SLOT = (
     _PRELUDE
     + """
@@ -103,19 +107,20 @@ if n > 0 then
     end
   end
 end
-if wait > 0 then return {0, tostring(wait), why} end
-redis.call('ZADD', KEYS[1], t + tonumber(ARGV[3]), ARGV[1])
+if wait > 0 and (why ~= 0 or wait > tonumber(ARGV[13])) then return {0, tostring(wait), why} end
+local at = t + wait
+redis.call('ZADD', KEYS[1], at + tonumber(ARGV[3]), ARGV[1])
 redis.call('PEXPIRE', KEYS[1], expiry)
 if rate then
   local interval = 1 / rate
-  redis.call('HSET', KEYS[2], 'tat', tostring(math.max(tat, t - math.min(interval, tonumber(ARGV[11]))) + interval))
+  redis.call('HSET', KEYS[2], 'tat', tostring(math.max(tat, at - math.min(interval, tonumber(ARGV[11]))) + interval))
 end
 redis.call('PEXPIRE', KEYS[2], expiry)
 if n > 0 then
-  redis.call('ZADD', KEYS[3], t + tonumber(ARGV[9]), ARGV[2])
+  redis.call('ZADD', KEYS[3], at + tonumber(ARGV[9]), ARGV[2])
   redis.call('PEXPIRE', KEYS[3], expiry)
 end
-return {1, tostring(t), cap}
+return {1, tostring(at), cap, tostring(wait)}
 """
 )
 

@@ -38,6 +38,8 @@ RECONNECT_EVERY = 0.5
 LEASE_POLL = 0.01
 #: How often a start waiting on the window guard asks again while the oldest start's answer is not noted.
 WINDOW_POLL = 0.005
+#: A start due this soon (by the pace or a pause) is granted ahead, for its time (see TAKE_SLOT).
+LOOKAHEAD = 0.1
 #: Why TAKE_SLOT said wait: the oldest start in the window guard is not answered yet; no stream is free.
 UNANSWERED, NO_STREAM = 1, 2
 #: The keys of an account nobody uses vanish after this long.
@@ -117,16 +119,21 @@ class SharedLimits:
         clock: Callable[[], float] = time.monotonic,
     ) -> tuple[float, int, float]:
         """Hold ``lease`` and count ``start`` once a stream is free and the pace, the window guard and any
-        pause allow: (the grant on Redis' clock, the shared cap, ``clock()`` just before the call that
-        granted it). ``pace``: most starts/s, window starts, window s, answer wait limit s, epsilon s,
-        max catch-up s."""
+        pause allow, and return when the start may go: (the grant on Redis' clock, the shared cap, a
+        ``clock()`` reading at or before the grant). ``pace``: most starts/s, window starts, window s,
+        answer wait limit s, epsilon s, max catch-up s."""
         keys = [self.leases_key, self.state_key, self.window_key]
-        args = [lease, start, LEASE_TTL, most, int(auto), *pace, IDLE_EXPIRY]
+        args = [lease, start, LEASE_TTL, most, int(auto), *pace, IDLE_EXPIRY, LOOKAHEAD]
         while True:
             asked = clock()
             reply = await self._call_until_answered("TAKE_SLOT", keys, args)
             if int(reply[0]) == 1:
-                return float(reply[1]), int(reply[2]), asked
+                ahead = float(reply[3])
+                if ahead > 0:
+                    # Granted for a moment `ahead` after Redis answered: sleeping that long from the
+                    # answer's arrival never starts early.
+                    await anyio.sleep(ahead)
+                return float(reply[1]), int(reply[2]), asked + ahead
             why = int(reply[2])
             if why == NO_STREAM:
                 await anyio.sleep(LEASE_POLL)
@@ -142,13 +149,25 @@ class SharedLimits:
         while True:
             losses = self._losses
             try:
-                reply = await self._scripts[name](keys=keys, args=args)
+                reply = await self._run(name, keys, args)
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 self._note_lost(exc)
                 await anyio.sleep(RECONNECT_EVERY)
                 continue
             self._note_back(losses)
             return reply
+
+    async def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        """The script's answer; a connection that broke while idle in the pool (Redis restarted) is
+        replaced and the call made once more before it counts as Redis lost."""
+        from redis.exceptions import ConnectionError as RedisConnectionError
+
+        try:
+            return await self._scripts[name](keys=keys, args=args)
+        except RedisConnectionError:
+            # The pool's idle connections died with the same server: drop them all, not one per call.
+            await self._redis.connection_pool.disconnect(inuse_connections=False)
+            return await self._scripts[name](keys=keys, args=args)
 
     # --- reports: best effort ----------------------------------------------------------
 
@@ -159,7 +178,7 @@ class SharedLimits:
 
         losses = self._losses
         try:
-            reply = await self._scripts[name](keys=keys, args=args)
+            reply = await self._run(name, keys, args)
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             self._note_lost(exc)
             return None
