@@ -716,12 +716,14 @@ def bench_sharedlimits(cfg: Config, work: Path) -> list[Figure]:
     and a SIGKILLed holder: how long until another process uses its streams."""
     rate, streams, n = 10, 3, cfg.shared_rows
     figures: list[Figure] = []
-    results: dict[str, dict[str, float]] = {}
+    results: dict[str, dict[str, Any]] = {}
     with RedisProcess(work / "redis") as redis, Server(
         "--rate", f"{rate}/s", "--concurrency", str(streams), "--latency", "0.1"
     ) as server:  # fmt: skip
-        cases = [("shared", ["--limits-url", redis.url]), ("alone", [])]
-        for label, shared in cases if cfg.shared_baseline else cases[:1]:
+        # The shared case `runs` times (the median is reported), then the baseline once.
+        cases = [("shared", ["--limits-url", redis.url])] * cfg.runs + [("alone", [])] * cfg.shared_baseline
+        runs: dict[str, list[dict[str, float]]] = {}
+        for label, shared in cases:
             server.reset_stats()
             procs = []
             for k in range(3):
@@ -735,8 +737,15 @@ def bench_sharedlimits(cfg: Config, work: Path) -> list[Figure]:
             stats = server.stats()
             ok_starts = sorted(stats["start_times"])
             combined = (len(ok_starts) - 1) / (ok_starts[-1] - ok_starts[0]) if len(ok_starts) > 1 else 0.0
-            results[label] = {"refused": stats["rate_limited"], "ratio": combined / rate,
-                              "max_streams": stats["max_concurrent_streams"]}  # fmt: skip
+            runs.setdefault(label, []).append({"refused": stats["rate_limited"], "ratio": combined / rate,
+                                               "max_streams": stats["max_concurrent_streams"]})  # fmt: skip
+        for label, measured in runs.items():
+            results[label] = {
+                "refused": max(m["refused"] for m in measured),
+                "ratio": median([m["ratio"] for m in measured]),
+                "max_streams": max(m["max_streams"] for m in measured),
+                "ratios": [round(m["ratio"], 3) for m in measured],
+            }
     nan = float("nan")
     shared, alone = results["shared"], results.get("alone", {"refused": nan, "ratio": nan, "max_streams": nan})
     setup = (
@@ -746,8 +755,9 @@ def bench_sharedlimits(cfg: Config, work: Path) -> list[Figure]:
     figures += [
         Figure("sharedlimits", f"{setup}: answered 429 (with `--limits-url`; alone, as baseline)",
                f"{shared['refused']:.0f} (alone: {alone['refused']:.0f})", "0", shared["refused"] == 0, shared),
-        Figure("sharedlimits", "combined request starts ÷ 10/s, first start to last (alone: the starts admitted)",
-               f"{shared['ratio']:.3f} (alone: {alone['ratio']:.3f})", "≥ 0.95", shared["ratio"] >= 0.95, alone),
+        Figure("sharedlimits", "combined request starts ÷ 10/s, first start to last, median of the runs "
+               "(alone: the starts admitted)", f"{shared['ratio']:.3f} (runs: {shared.get('ratios')}; alone: "
+               f"{alone['ratio']:.3f})", "≥ 0.95", shared["ratio"] >= 0.95, alone),
         Figure("sharedlimits", "most streams at once seen at the server",
                f"{shared['max_streams']:.0f} (alone: {alone['max_streams']:.0f})", "≤ 3", shared["max_streams"] <= 3),
     ]  # fmt: skip
