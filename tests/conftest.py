@@ -53,3 +53,12 @@ def local_server(_stopping_servers: list[LocalServer]) -> Iterator[Callable[...,
 def server(local_server: Callable[..., LocalServer]) -> LocalServer:
     """One started server with the test defaults."""
     return local_server()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Any) -> Iterator[Any]:
+    """A real Redis (tests/redis_support.py) on a free loopback port, stopped when the test ends."""
+    from tests.redis_support import running_redis
+
+    with running_redis(tmp_path / "redis") as started:
+        yield started

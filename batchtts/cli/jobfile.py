@@ -45,7 +45,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     "api": ("base-url", "api-key-file", "local", "engine", "timeout", "connect-timeout", "voice-check"),
     "limits": (
         "concurrency", "max-concurrency", "rate", "adaptive", "max-attempts", "max-rate-limited", "max-backoff",
-        "deadline", "max-characters", "limit", "grace",
+        "deadline", "max-characters", "limit", "grace", "limits-url", "limits-namespace",
     ),
     "files": (
         "max-chars", "join-gap-ms", "group-by", "order-by", "title-column", "voices", "keep-parts", "shard-dirs",

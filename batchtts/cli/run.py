@@ -38,6 +38,17 @@ def _deadline(ctx: click.Context, param: click.Parameter, value: str | None) -> 
         raise click.BadParameter(str(exc)) from None
 
 
+def _limits_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if not value:
+        return None
+    from batchtts.schedule.shared.address import check_limits_url
+
+    try:
+        return check_limits_url(str(value))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 class Concurrency(click.ParamType):
     """``auto`` or a number of streams (a job file may give either as a number or text)."""
 
@@ -146,6 +157,19 @@ def _count_in_background(manifest: Any, progress: Any, per_row: int = 1) -> None
     default=True,
     show_default=True,
     help="Slow the whole job down on 429s (AIMD), then speed back up.",
+)
+@click.option(
+    "--limits-url",
+    envvar="BATCHTTS_LIMITS_URL",
+    callback=_limits_url,
+    metavar="redis://[:PASSWORD@]HOST:PORT/DB",
+    help="Share --concurrency, --rate and the 429 back-off with every job of the account using this Redis "
+    "(env BATCHTTS_LIMITS_URL).",
+)
+@click.option(
+    "--limits-namespace",
+    metavar="NAME",
+    help="With --limits-url: share limits only with jobs giving the same NAME (the account is always apart).",
 )
 @click.option(
     "--max-attempts",
@@ -311,6 +335,7 @@ def run(
         logging.getLogger(noisy).setLevel(logging.WARNING)
     text_column, id_column, dialect = options.pop("text_column"), options.pop("id_column"), dialect_from(options)
     expire_content, voice_check = options.pop("expire_content"), options.pop("voice_check")
+    limits_url, limits_namespace = options.pop("limits_url"), options.pop("limits_namespace")
     defaults = request_defaults_from(options)
     shape = shape_from(options, defaults=defaults, file_format=file_format)
     spec = JobSpec(
@@ -346,6 +371,8 @@ def run(
         idle_timeout=timeout,
         connect_timeout=connect_timeout,
         shard=shard,
+        limits_url=limits_url,
+        limits_namespace=limits_namespace,
     )
     try:  # before any server starts or key is read: a bad manifest is the first thing said
         job = Job(spec)

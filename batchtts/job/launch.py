@@ -31,6 +31,7 @@ from batchtts.manifest.readers import Manifest, open_manifest
 
 if TYPE_CHECKING:
     from batchtts.api.client import WavesClient
+    from batchtts.schedule.throttle import Throttle
 
 log = logging.getLogger("batchtts")
 #: Told when the local server is up: (event name, message, fields).
@@ -103,10 +104,12 @@ class Job:
                                  connect_timeout=self.spec.connect_timeout,
                                  max_connections=self.spec.streams)  # fmt: skip
             try:
-                progress.start()
-                voices = await voice_catalog(client, redactor(secret)) if self.spec.voice_check else None
-                runner = Runner(self.spec, self.manifest, client, progress, redact=redactor(secret), voices=voices)
-                return await runner.run()
+                async with _limits(self.spec, None if local else secret) as throttle:
+                    progress.start()
+                    voices = await voice_catalog(client, redactor(secret)) if self.spec.voice_check else None
+                    runner = Runner(self.spec, self.manifest, client, progress, redact=redactor(secret),
+                                    voices=voices, throttle=throttle)  # fmt: skip
+                    return await runner.run()
             finally:
                 progress.stop()
                 await client.aclose()
@@ -157,6 +160,27 @@ def redactor(secret: str) -> Callable[[str], str]:
         return text.replace(secret, "********") if secret else text
 
     return redact
+
+
+@contextlib.asynccontextmanager
+async def _limits(spec: JobSpec, api_key: str | None) -> AsyncIterator[Throttle | None]:
+    """``--limits-url``: the throttle shared over Redis (checked before any request); else None."""
+    if spec.limits_url is None:
+        yield None
+        return
+    from batchtts.schedule.shared.throttle import shared_throttle
+
+    async with shared_throttle(
+        spec.limits_url,
+        api_key=api_key,
+        namespace=spec.limits_namespace,
+        concurrency=spec.concurrency,
+        rate=spec.rate,
+        max_concurrency=spec.max_concurrency,
+        adaptive=spec.adaptive,
+        retry_after_scale=spec.retry.time_scale,
+    ) as throttle:
+        yield throttle
 
 
 @contextlib.asynccontextmanager

@@ -80,6 +80,7 @@ class Runner:
         *,
         redact: Callable[[str], str] = lambda text: text,
         voices: frozenset[str] | None = None,
+        throttle: Throttle | None = None,
     ) -> None:
         self.spec = spec
         self.manifest = manifest
@@ -87,7 +88,8 @@ class Runner:
         self.summary = JobSummary(group_files=0 if spec.shape.group_by else None)
         self._redact = redact
         self._stops = StopControl(grace_seconds=spec.grace_seconds)
-        self._throttle = Throttle(
+        # Given: limits shared with other jobs (batchtts.schedule.shared); else this job's own.
+        self._throttle = throttle or Throttle(
             spec.concurrency,
             spec.rate,
             max_concurrency=spec.max_concurrency,

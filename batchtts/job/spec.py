@@ -65,6 +65,11 @@ class JobSpec:
     connect_timeout: float = 10.0
     #: ``--shard K/N``: only this shard's rows, its state under ``DIR/.batchtts/shards/K-of-N/``.
     shard: Shard | None = None
+    #: Share the limits (streams, pace, 429 back-off) with every job of the account through this
+    #: Redis URL (:mod:`batchtts.schedule.shared`); None = this job's limits are its own.
+    limits_url: str | None = None
+    #: Added to the account's digest in the Redis namespace: jobs share limits only within one.
+    limits_namespace: str | None = None
 
     def __post_init__(self) -> None:
         self.manifest, self.out_dir = Path(self.manifest), Path(self.out_dir)

@@ -41,6 +41,7 @@ def test_quick_benchmark_writes_every_section(tmp_path):
         "## The gap between streams",
         "## Pacing against a late-answering API",
         "## Shards and merge",
+        "## Shared limits over Redis",
     ):
         assert heading in markdown, heading
     for figure in (
