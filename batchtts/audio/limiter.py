@@ -42,6 +42,8 @@ RELEASE_DB_PER_S = 60.0
 #: The limiter aims this far under the ceiling (int16 rounding, a gain that is flat only nearly).
 SAFETY_DB = 0.05
 _FULL_SCALE = 32768.0
+#: Reductions below this are none (a millionth of a dB changes no int16 sample).
+_NEGLIGIBLE_DB = 1e-6
 
 
 class _Sliding:
@@ -52,8 +54,10 @@ class _Sliding:
     columns with all their context are kept, so blocks of any size give the same result.
     """
 
-    def __init__(self, rows: int, left: int, right: int, compute: Callable[[np.ndarray], np.ndarray]) -> None:
-        self._left, self._right, self._compute = left, right, compute
+    def __init__(
+        self, rows: int, left: int, right: int, compute: Callable[[np.ndarray], np.ndarray], *, rows_out: int = 2
+    ) -> None:
+        self._left, self._right, self._compute, self._rows_out = left, right, compute, rows_out
         self._tail = np.zeros((rows, left))  # the context before the first sample: silence
 
     def push(self, block: np.ndarray) -> np.ndarray:
@@ -61,7 +65,7 @@ class _Sliding:
         ready = data.shape[1] - self._left - self._right
         if ready <= 0:
             self._tail = data
-            return data[:, :0]
+            return np.zeros((self._rows_out, 0))
         out = self._compute(data)[:, self._left : self._left + ready]
         self._tail = data[:, data.shape[1] - self._left - self._right :]
         return out
@@ -113,6 +117,8 @@ class Reduction:
         with np.errstate(divide="ignore"):
             need[over] = np.maximum(20 * np.log10(peaks[1][over]) - self._threshold_db, 0.0)
         smoothed = self._smooth.push(self._hold.push(np.vstack((peaks[0], need))))
+        # The moving average's running sum leaves residues (1e-15 dB) that depend on where a block starts.
+        smoothed[1][smoothed[1] < _NEGLIGIBLE_DB] = 0.0
         return np.vstack((smoothed[0], self._release(smoothed[1])))
 
     def _release(self, reduction: np.ndarray) -> np.ndarray:
