@@ -783,9 +783,7 @@ def _bench_limiter(cfg: Config, work: Path, sources: list[Path], hours: float) -
             f"{off.after_lufs} / {off.true_peak_after_dbtp} → {on.after_lufs} / {on.true_peak_after_dbtp} "
             f"({on.limited_samples_share:.1%} of samples limited, at most {on.max_gain_reduction_db} dB)",
             "-18 ± 0.5 LUFS, ≤ -3 dBTP",
-            on.after_lufs is not None
-            and abs(on.after_lufs + 18) <= 0.5
-            and (on.true_peak_after_dbtp or 0) <= -3.0,
+            on.after_lufs is not None and abs(on.after_lufs + 18) <= 0.5 and (on.true_peak_after_dbtp or 0) <= -3.0,
         ),
         Figure(
             "loudness",

@@ -130,3 +130,13 @@ def test_a_target_that_needs_more_than_the_limiter_may_take_is_reduced_and_said(
     assert figures.limited_by_peak and figures.after_lufs is not None and figures.after_lufs < -4
     assert figures.max_gain_reduction_db <= MAX_LIMITING_DB + 0.1
     assert true_peak_db(samples) <= -3.0
+
+
+def test_only_no_limiter_changes_the_rows_fingerprints():
+    from batchtts.job.shaping.options import ShapeOptions
+
+    # Chapters made before the limiter existed keep their fingerprints (a rerun sends nothing for them).
+    assert ShapeOptions(group_by="chapter", loudness=-18).file_options() == {"loudness": -18, "peak": -3.0}
+    off = ShapeOptions(group_by="chapter", loudness=-18, limiter=False).file_options()
+    assert off == {"loudness": -18, "peak": -3.0, "limiter": False}
+    assert ShapeOptions(group_by="chapter", limiter=False).file_options() == {}
