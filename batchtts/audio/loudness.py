@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 
 from batchtts.audio.join import BLOCK_FRAMES, Joined, join_files, joined_blocks, source_rate
-from batchtts.audio.limiter import PeakLimiter, TruePeaks
+from batchtts.audio.limiter import SAFETY_DB, PeakLimiter, TruePeaks
 
 #: The install that brings pyloudnorm and scipy.
 BOOK_EXTRA = "pip install 'batchtts[book]'"
@@ -213,9 +213,13 @@ def plan_gain(loudness: float, true_peak: float, *, target: float, ceiling: floa
 
 def plan_limited_gain(loudness: float, true_peak: float, *, target: float, ceiling: float) -> tuple[float, bool]:
     """(gain in dB, reduced?) with the limiter: ``target - loudness``, less when it would limit > MAX_LIMITING_DB."""
-    gain = target - loudness
-    most = ceiling + MAX_LIMITING_DB - db(true_peak)
+    gain, most = target - loudness, _most_gain(true_peak, ceiling)
     return (most, True) if gain > most else (gain, False)
+
+
+def _most_gain(true_peak: float, ceiling: float) -> float:
+    """The gain at which the limiter takes MAX_LIMITING_DB off the highest peak (it aims SAFETY_DB under)."""
+    return ceiling - SAFETY_DB + MAX_LIMITING_DB - db(true_peak)
 
 
 def _finite(value: float, digits: int = 2) -> float | None:
@@ -301,7 +305,7 @@ def _predicted_gain(
 ) -> tuple[float, bool]:
     """(gain in dB, reduced?) that reads ``target`` once limited: two gains tried in one pass, interpolated."""
     low, reduced = plan_limited_gain(loudness, true_peak, target=target, ceiling=ceiling)
-    most = ceiling + MAX_LIMITING_DB - db(true_peak)
+    most = _most_gain(true_peak, ceiling)
     if reduced:
         return low, True
     gains = (low, min(low + PREDICT_STEP_DB, most))
