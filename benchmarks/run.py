@@ -651,69 +651,6 @@ def bench_memory(cfg: Config, work: Path) -> list[Figure]:
     return figures
 
 
-def bench_loudness(cfg: Config, work: Path) -> list[Figure]:
-    """The cost of --loudness: joining a chapter normalised against joining it as it is (CPU s per hour of audio)."""
-    import numpy as np
-    import soundfile
-
-    from batchtts.audio.join import join_files
-    from batchtts.audio.loudness import normalise_join
-
-    rate = 44100
-    part_seconds = cfg.loudness_minutes * 60 / cfg.loudness_parts
-    folder = fresh(work / "loudness-parts")
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    sources = []
-    for index in range(cfg.loudness_parts):
-        t = np.arange(int(part_seconds * rate)) / rate
-        voiced = (np.sin(2 * np.pi * 0.8 * t + index) > -0.3) * (
-            np.sin(2 * np.pi * 180 * t) + 0.2 * rng.standard_normal(len(t))
-        )
-        path = folder / f"part{index:03d}.wav"
-        soundfile.write(path, (voiced * 3000).astype(np.int16), rate, subtype="PCM_16")
-        sources.append(path)
-    hours = cfg.loudness_minutes / 60
-    # Imports (scipy, pyloudnorm) and first-call costs out of the figures: one join of the first part.
-    normalise_join(sources[:1], work / "loudness-warm.wav", target_lufs=-18.0, ceiling_dbtp=-3.0)
-    figures = []
-    for file_format in ("wav", "flac"):
-        final = work / "loudness-out" / f"chapter.{file_format}"
-        final.parent.mkdir(parents=True, exist_ok=True)
-        plain, normalised = [], []
-        for _ in range(cfg.runs):
-            start = time.process_time()
-            join_files(sources, final, file_format=file_format)
-            plain.append(time.process_time() - start)
-            start = time.process_time()
-            normalise_join(sources, final, target_lufs=-18.0, ceiling_dbtp=-3.0, file_format=file_format)
-            normalised.append(time.process_time() - start)
-        base, with_loudness = median(plain) / hours, median(normalised) / hours
-        cost = with_loudness - base
-        label = f"{cfg.loudness_minutes:g} min of 44.1 kHz audio, {cfg.loudness_parts} parts, {file_format}"
-        figures.append(
-            Figure(
-                "loudness",
-                f"join ({label}): CPU s per hour of audio, plain → `--loudness -18`",
-                f"{base:.1f} → {with_loudness:.1f} s",
-                "",
-                None,
-                {"plain": plain, "normalised": normalised, "hours": hours},
-            )
-        )
-        figures.append(
-            Figure(
-                "loudness",
-                f"cost of `--loudness` ({file_format}): CPU s per hour of audio",
-                f"{cost:.1f} s ({cost / 3600 * 100:.2f}% of the audio's duration)",
-                "< 60 s per hour",
-                cost < 60,
-            )
-        )
-    figures.extend(_bench_limiter(cfg, work, sources, hours))
-    return figures
-
-
 def _bench_limiter(cfg: Config, work: Path, sources: list[Path], hours: float) -> list[Figure]:
     """The limiter: the same chapter with a click a second (peaks 20+ dB above its loudness, as espeak's).
 
@@ -792,6 +729,69 @@ def _bench_limiter(cfg: Config, work: Path, sources: list[Path], hours: float) -
             f"{whole:.1f} s vs {loop:.1f} s",
         ),
     ]
+
+
+def bench_loudness(cfg: Config, work: Path) -> list[Figure]:
+    """The cost of --loudness: joining a chapter normalised against joining it as it is (CPU s per hour of audio)."""
+    import numpy as np
+    import soundfile
+
+    from batchtts.audio.join import join_files
+    from batchtts.audio.loudness import normalise_join
+
+    rate = 44100
+    part_seconds = cfg.loudness_minutes * 60 / cfg.loudness_parts
+    folder = fresh(work / "loudness-parts")
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    sources = []
+    for index in range(cfg.loudness_parts):
+        t = np.arange(int(part_seconds * rate)) / rate
+        voiced = (np.sin(2 * np.pi * 0.8 * t + index) > -0.3) * (
+            np.sin(2 * np.pi * 180 * t) + 0.2 * rng.standard_normal(len(t))
+        )
+        path = folder / f"part{index:03d}.wav"
+        soundfile.write(path, (voiced * 3000).astype(np.int16), rate, subtype="PCM_16")
+        sources.append(path)
+    hours = cfg.loudness_minutes / 60
+    # Imports (scipy, pyloudnorm) and first-call costs out of the figures: one join of the first part.
+    normalise_join(sources[:1], work / "loudness-warm.wav", target_lufs=-18.0, ceiling_dbtp=-3.0)
+    figures = []
+    for file_format in ("wav", "flac"):
+        final = work / "loudness-out" / f"chapter.{file_format}"
+        final.parent.mkdir(parents=True, exist_ok=True)
+        plain, normalised = [], []
+        for _ in range(cfg.runs):
+            start = time.process_time()
+            join_files(sources, final, file_format=file_format)
+            plain.append(time.process_time() - start)
+            start = time.process_time()
+            normalise_join(sources, final, target_lufs=-18.0, ceiling_dbtp=-3.0, file_format=file_format)
+            normalised.append(time.process_time() - start)
+        base, with_loudness = median(plain) / hours, median(normalised) / hours
+        cost = with_loudness - base
+        label = f"{cfg.loudness_minutes:g} min of 44.1 kHz audio, {cfg.loudness_parts} parts, {file_format}"
+        figures.append(
+            Figure(
+                "loudness",
+                f"join ({label}): CPU s per hour of audio, plain → `--loudness -18`",
+                f"{base:.1f} → {with_loudness:.1f} s",
+                "",
+                None,
+                {"plain": plain, "normalised": normalised, "hours": hours},
+            )
+        )
+        figures.append(
+            Figure(
+                "loudness",
+                f"cost of `--loudness` ({file_format}): CPU s per hour of audio",
+                f"{cost:.1f} s ({cost / 3600 * 100:.2f}% of the audio's duration)",
+                "< 60 s per hour",
+                cost < 60,
+            )
+        )
+    figures.extend(_bench_limiter(cfg, work, sources, hours))
+    return figures
 
 
 BENCHES: dict[str, Callable[[Config, Path], list[Figure]]] = {
