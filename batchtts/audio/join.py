@@ -54,13 +54,15 @@ def join_files(
     block_frames: int = BLOCK_FRAMES,
     room_tone: tuple[float, float] = (0.0, 0.0),
     transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    finish: Callable[[], np.ndarray] | None = None,
 ) -> Joined:
     """Write ``sources`` in order, ``gap_ms`` of silence between each two, to ``final_path``.
 
     ``file_format`` is how the joined PCM is stored (``wav``, ``flac`` or
     ``raw``), as for a row. ``room_tone`` is (head, tail) seconds of silence
     that open and close the file; ``transform`` changes each int16
-    block before it is written (a gain: :mod:`batchtts.audio.loudness`).
+    block before it is written (a gain: :mod:`batchtts.audio.loudness`);
+    ``finish`` gives the samples a transform held back (a limiter's look-ahead).
     Raises :class:`JoinError` when the sources do not agree, and leaves no
     file behind on any error.
     """
@@ -74,6 +76,8 @@ def join_files(
             sources, rate, gap_ms=gap_ms, block_frames=block_frames, room_tone=room_tone, spans=spans
         ):
             sink.write(_le_bytes(transform(block) if transform is not None else block))
+        if finish is not None:
+            sink.write(_le_bytes(finish()))
         result = sink.commit()
     except BaseException:
         sink.abort()

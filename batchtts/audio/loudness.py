@@ -12,13 +12,27 @@ with no true peak above -3 dBTP. It is done while joining
 2. write: the join again, every sample times one gain, measured again as it
    is written (the loudness "after" is of the samples in the file).
 
-The gain is ``target - measured``, *reduced* when the true peak would go
-above the ceiling (``ceiling - true peak``), never a limiter: a limiter
-changes the waveform (it squashes the peaks and can pump or distort), one
-gain keeps it exactly, and speech rarely needs more than 15 dB between its
-loudness and its peaks. A reduced gain leaves the file quieter than asked;
-that is recorded (``limited_by_peak``) and said in a warning, so a book can
-be checked (``batchtts check-audiobook``) rather than silently squashed.
+The gain is ``target - measured``. When that would push the true peak over
+the ceiling, the look-ahead limiter (:mod:`batchtts.audio.limiter`, on by
+default) lowers the gain around those peaks only, by at most
+:data:`MAX_LIMITING_DB`. Limiting lowers the loudness a little (more where
+more is limited), so the gain is *predicted* first, without writing:
+
+2a. predict: one more streamed pass through the limiter at two gains (the
+    target's, and :data:`PREDICT_STEP_DB` more), measuring what each would
+    read; the oversampled peaks (the costly part) are computed once for both.
+    The gain that reads the target is interpolated between them.
+
+Predicting rather than correcting a written file means the file is written
+once, by the same one streamed pass as without a limiter, and a correction
+pass over a temporary file (decode, limit again, encode) is never needed; the
+measure of what is written says how close it came (within 0.1 LU for speech).
+Without the limiter (``--no-limiter``), or when the limiter would have to
+take more than :data:`MAX_LIMITING_DB` off a peak, the gain is *reduced*
+instead (``ceiling - true peak``, or as far as the limiter may go): the file
+is left quieter than asked, and that is recorded (``limited_by_peak``) and
+said in a warning, so a book can be checked (``batchtts check-audiobook``)
+rather than silently squashed.
 
 The K-weighting filters are pyloudnorm's (its ``IIRfilter`` with the
 BS.1770 constants it uses for ``Meter(rate)``), run block by block with
@@ -32,14 +46,16 @@ again from them (a rerun, another ``--loudness``) is normalised exactly once.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from batchtts.audio.join import BLOCK_FRAMES, Joined, join_files, joined_blocks, source_rate
+from batchtts.audio.limiter import SAFETY_DB, PeakLimiter, TruePeaks
 
 #: The install that brings pyloudnorm and scipy.
 BOOK_EXTRA = "pip install 'batchtts[book]'"
@@ -52,6 +68,10 @@ _RELATIVE_GATE = -10.0
 OVERSAMPLING = 4
 _CONTEXT = 16
 _FULL_SCALE = 32768.0
+#: The most the limiter may take off a peak: more would be heard (pumping, squashed consonants).
+MAX_LIMITING_DB = 12.0
+#: The second gain the prediction tries, above the target's.
+PREDICT_STEP_DB = 2.0
 
 
 class MissingExtra(RuntimeError):
@@ -170,8 +190,11 @@ class LoudnessFigures:
     after_lufs: float | None
     gain_db: float
     true_peak_before_dbtp: float | None
-    true_peak_after_dbtp: float | None  # the true peak before plus the gain (one gain scales it exactly)
-    limited_by_peak: bool
+    true_peak_after_dbtp: float | None  # measured with the limiter; else the true peak before plus the gain
+    limited_by_peak: bool  # the gain was reduced: the file is quieter than the target
+    #: The limiter: the share of the file's samples whose gain it lowered, and by how much at most.
+    limited_samples_share: float = 0.0
+    max_gain_reduction_db: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -188,6 +211,17 @@ def plan_gain(loudness: float, true_peak: float, *, target: float, ceiling: floa
     return gain, False
 
 
+def plan_limited_gain(loudness: float, true_peak: float, *, target: float, ceiling: float) -> tuple[float, bool]:
+    """(gain in dB, reduced?) with the limiter: ``target - loudness``, less when it would limit > MAX_LIMITING_DB."""
+    gain, most = target - loudness, _most_gain(true_peak, ceiling)
+    return (most, True) if gain > most else (gain, False)
+
+
+def _most_gain(true_peak: float, ceiling: float) -> float:
+    """The gain at which the limiter takes MAX_LIMITING_DB off the highest peak (it aims SAFETY_DB under)."""
+    return ceiling - SAFETY_DB + MAX_LIMITING_DB - db(true_peak)
+
+
 def _finite(value: float, digits: int = 2) -> float | None:
     return round(value, digits) if math.isfinite(value) else None
 
@@ -202,6 +236,7 @@ def normalise_join(
     gap_ms: int = 0,
     room_tone: tuple[float, float] = (0.0, 0.0),
     block_frames: int = BLOCK_FRAMES,
+    limiter: bool = True,
 ) -> tuple[Joined, LoudnessFigures]:
     """Join ``sources`` into ``final_path`` (see :func:`~batchtts.audio.join.join_files`) at ``target_lufs``.
 
@@ -213,12 +248,25 @@ def normalise_join(
 
         raise JoinError("nothing to join")
     rate = source_rate(sources[0])
+
+    def blocks() -> Iterator[np.ndarray]:
+        return joined_blocks(sources, rate, gap_ms=gap_ms, block_frames=block_frames, room_tone=room_tone)
+
     before = LoudnessMeter(rate)
-    for block in joined_blocks(sources, rate, gap_ms=gap_ms, block_frames=block_frames, room_tone=room_tone):
+    for block in blocks():
         before.add(block)
     loudness, true_peak = before.integrated(), before.true_peak
     gain_db, limited = plan_gain(loudness, true_peak, target=target_lufs, ceiling=ceiling_dbtp)
-    after = LoudnessMeter(rate, true_peak=False)
+    peak_limiter = None
+    if limited and limiter:
+        gain_db, limited = _predicted_gain(blocks, rate, loudness, true_peak, target_lufs, ceiling_dbtp)
+        peak_limiter = PeakLimiter(rate, gain_db=gain_db, ceiling_dbtp=ceiling_dbtp)
+    after = LoudnessMeter(rate, true_peak=peak_limiter is not None)
+    if peak_limiter is None:
+        transform, finish = _gain(10.0 ** (gain_db / 20.0), after), None
+    else:
+        transform = partial(_limited, peak_limiter.process, meter=after)
+        finish = partial(_limited, lambda _: peak_limiter.finish(), None, meter=after)
     joined = join_files(
         sources,
         final_path,
@@ -226,9 +274,12 @@ def normalise_join(
         gap_ms=gap_ms,
         block_frames=block_frames,
         room_tone=room_tone,
-        transform=_gain(10.0 ** (gain_db / 20.0), after),
+        transform=transform,
+        finish=finish,
     )
     peak_db = db(true_peak)
+    peak_after = db(after.true_peak) if peak_limiter is not None else peak_db + gain_db
+    frames = max(1, after.frames)
     figures = LoudnessFigures(
         target_lufs=target_lufs,
         ceiling_dbtp=ceiling_dbtp,
@@ -236,10 +287,54 @@ def normalise_join(
         after_lufs=_finite(after.integrated()),
         gain_db=round(gain_db, 2),
         true_peak_before_dbtp=_finite(peak_db),
-        true_peak_after_dbtp=_finite(peak_db + gain_db),
+        true_peak_after_dbtp=_finite(peak_after),
         limited_by_peak=limited,
+        limited_samples_share=round(peak_limiter.limited_samples / frames, 6) if peak_limiter else 0.0,
+        max_gain_reduction_db=round(peak_limiter.max_reduction_db, 2) if peak_limiter else 0.0,
     )
     return joined, figures
+
+
+def _predicted_gain(
+    blocks: Callable[[], Iterable[np.ndarray]],
+    rate: int,
+    loudness: float,
+    true_peak: float,
+    target: float,
+    ceiling: float,
+) -> tuple[float, bool]:
+    """(gain in dB, reduced?) that reads ``target`` once limited: two gains tried in one pass, interpolated."""
+    low, reduced = plan_limited_gain(loudness, true_peak, target=target, ceiling=ceiling)
+    most = _most_gain(true_peak, ceiling)
+    if reduced:
+        return low, True
+    gains = (low, min(low + PREDICT_STEP_DB, most))
+    if gains[1] <= gains[0]:
+        return low, False
+    peaks = TruePeaks()
+    limiters = [PeakLimiter(rate, gain_db=gain, ceiling_dbtp=ceiling) for gain in gains]
+    meters = [LoudnessMeter(rate, true_peak=False) for _ in gains]
+    for block in blocks():
+        rows = peaks.push(block.astype(np.float64))
+        for peak_limiter, meter in zip(limiters, meters, strict=True):
+            meter.add(peak_limiter.limit(rows, taken=len(block)))
+    rows = peaks.push(np.zeros(limiters[0].delay))
+    for peak_limiter, meter in zip(limiters, meters, strict=True):
+        meter.add(peak_limiter.limit(rows, taken=0, last=True))
+    reads = [meter.integrated() for meter in meters]
+    if not all(math.isfinite(value) for value in reads) or reads[1] <= reads[0]:
+        return low, False
+    gain = gains[0] + (target - reads[0]) * (gains[1] - gains[0]) / (reads[1] - reads[0])
+    if gain > most:
+        return most, True
+    return max(gain, low), False
+
+
+def _limited(limit: Callable[[Any], np.ndarray], block: Any, *, meter: LoudnessMeter) -> np.ndarray:
+    """The limiter's output for ``block``, measured by ``meter`` on its way to the file."""
+    out = limit(block)
+    meter.add(out)
+    return out
 
 
 def _gain(factor: float, meter: LoudnessMeter) -> Callable[[np.ndarray], np.ndarray]:

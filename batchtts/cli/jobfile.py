@@ -49,7 +49,7 @@ TABLES: dict[str, tuple[str, ...]] = {
     ),
     "files": (
         "max-chars", "join-gap-ms", "group-by", "order-by", "title-column", "voices", "keep-parts", "shard-dirs",
-        "metadata", "loudness", "peak", "room-tone",
+        "metadata", "loudness", "peak", "room-tone", "limiter",
     ),
     "resume": ("force", "retry-failed"),
     "log": ("progress", "no-progress", "quiet", "verbose", "log-format"),

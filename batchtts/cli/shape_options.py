@@ -17,7 +17,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 METADATA_CHOICES = ("audiofolder", "audiofolder-jsonl", "ljspeech")
 _PARAMS = ("max_chars", "join_gap_ms", "group_by", "order_by", "title_column", "voices", "keep_parts",
-           "shard_dirs", "metadata", "loudness", "peak", "room_tone")  # fmt: skip
+           "shard_dirs", "metadata", "loudness", "peak", "room_tone", "limiter")  # fmt: skip
 
 
 def shape_options(func: F) -> F:
@@ -85,7 +85,14 @@ def shape_options(func: F) -> F:
             default=-3.0,
             show_default=True,
             metavar="DBTP",
-            help="True-peak ceiling for --loudness: the gain is reduced so no true peak goes above it.",
+            help="True-peak ceiling for --loudness: no true peak goes above it (see --limiter).",
+        ),
+        click.option(
+            "--limiter/--no-limiter",
+            default=True,
+            show_default=True,
+            help="With --loudness: reach the target by limiting the few peaks above --peak (look-ahead, true peak); "
+            "--no-limiter lowers the whole file's gain instead.",
         ),
         click.option(
             "--room-tone",
@@ -161,6 +168,7 @@ def shape_from(params: dict[str, Any], *, defaults: dict[str, Any], file_format:
         loudness=loudness,
         peak=values["peak"],
         room_tone=room_tone,
+        limiter=values["limiter"],
     )
 
 

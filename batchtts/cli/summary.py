@@ -86,4 +86,6 @@ def _loudness_line(files: dict[str, dict[str, Any]]) -> str:
     reached = f", {min(after):g} to {max(after):g} LUFS" if after else ""
     limited = sum(1 for figures in files.values() if figures.get("limited_by_peak"))
     held = f", {limited} held back by the true-peak ceiling" if limited else ""
-    return f"{plural(normalised, 'file')} normalised, {len(files) - normalised} kept{reached}{held}"
+    depth = [f["max_gain_reduction_db"] for f in files.values() if f.get("limited_samples_share")]
+    peaks = f", peaks limited in {len(depth)} (up to {max(depth):g} dB)" if depth else ""
+    return f"{plural(normalised, 'file')} normalised, {len(files) - normalised} kept{reached}{held}{peaks}"

@@ -132,6 +132,7 @@ def loudness_document(files: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "files": len(files),
         "normalised": sum(1 for f in files.values() if not f.get("reused")),
         "limited_by_peak": sum(1 for f in files.values() if f.get("limited_by_peak")),
+        "limiter_applied": sum(1 for f in files.values() if f.get("limited_samples_share")),
         "after_lufs_min": min(after) if after else None,
         "after_lufs_max": max(after) if after else None,
         "by_file": files,

@@ -287,7 +287,7 @@ class Assembly:
                 )
             )
             return joined, None
-        from batchtts.audio.loudness import normalise_join
+        from batchtts.audio.loudness import MAX_LIMITING_DB, normalise_join
 
         target, ceiling = shape.loudness, shape.peak
         joined, figures = await anyio.to_thread.run_sync(
@@ -299,15 +299,17 @@ class Assembly:
                 file_format=self._file_format,
                 gap_ms=shape.join_gap_ms,
                 room_tone=room_tone,
+                limiter=shape.limiter,
             )
         )
         if figures.limited_by_peak:
             log.warning(
-                "%s: %s LUFS, not %s: the gain was reduced to keep the true peak at %s dBTP",
+                "%s: %s LUFS, not %s: the gain was reduced to keep the true peak at %s dBTP%s",
                 final.name,
                 figures.after_lufs,
                 target,
                 ceiling,
+                f" (the limiter takes at most {MAX_LIMITING_DB:g} dB off a peak)" if shape.limiter else "",
             )
         return joined, figures.to_dict()
 

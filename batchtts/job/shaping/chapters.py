@@ -83,7 +83,7 @@ def write_ffmetadata(
 def loudness_notes(figures: Mapping[str, Any]) -> list[str]:
     """Comment lines (FFmpeg ignores them) saying what ``--loudness`` did to the file."""
     keys = ("target_lufs", "ceiling_dbtp", "before_lufs", "after_lufs", "gain_db", "true_peak_before_dbtp",
-            "true_peak_after_dbtp", "limited_by_peak")  # fmt: skip
+            "true_peak_after_dbtp", "limited_by_peak", "limited_samples_share", "max_gain_reduction_db")  # fmt: skip
     return ["loudness: " + " ".join(f"{key}={_note_value(figures.get(key))}" for key in keys)]
 
 

@@ -38,6 +38,9 @@ class ShapeOptions:
     peak: float = -3.0
     #: ``--room-tone HEAD,TAIL``: seconds of silence opening and closing each joined file.
     room_tone: tuple[float, float] | None = None
+    #: ``--limiter``: reach ``loudness`` by limiting the peaks above ``peak``
+    #: (:mod:`batchtts.audio.limiter`); False: lower the gain instead.
+    limiter: bool = True
 
     @property
     def joins(self) -> bool:
@@ -59,6 +62,8 @@ class ShapeOptions:
         options: dict[str, object] = {}
         if self.loudness is not None:
             options.update(loudness=self.loudness, peak=self.peak)
+            if not self.limiter:  # only when off: files made before the limiter keep their fingerprints
+                options["limiter"] = False
         if self.room_tone is not None:
             options["room_tone"] = list(self.room_tone)
         return options
