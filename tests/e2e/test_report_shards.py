@@ -65,8 +65,9 @@ def sharded_job(tmp_path_factory) -> Path:
     manifest = write_csv(folder / "m.csv", ROWS)
     with LocalServer(ServerConfig(**TEST_SERVER_DEFAULTS)) as server:
         processes = [
-            spawn_run(manifest, folder / "out", server.base_url, "--shard", f"{k}/2", *FAST_BACKOFF,
-                      logs=folder / f"s{k}")  # fmt: skip
+            spawn_run(
+                manifest, folder / "out", server.base_url, "--shard", f"{k}/2", *FAST_BACKOFF, logs=folder / f"s{k}"
+            )
             for k in range(2)
         ]
         codes = [finish(process) for process in processes]
@@ -134,8 +135,11 @@ def test_a_running_shard_is_reported_without_being_disturbed(browser, tmp_path, 
     fast = spawn_run(manifest, out, server.base_url, "--shard", "1/2", "--concurrency", "8", logs=tmp_path / "s1")
     assert finish(fast, timeout=60) == 0, (tmp_path / "s1.err").read_text()
     journal = part_dir(out, 0, 2) / "journal.jsonl"
-    wait_until(lambda: journal.exists() and journal.read_bytes().count(b"\n") >= 1 or slow.poll() is not None,
-               what="the slow shard's first row")  # fmt: skip
+
+    def started() -> bool:
+        return (journal.exists() and journal.read_bytes().count(b"\n") >= 1) or slow.poll() is not None
+
+    wait_until(started, what="the slow shard's first row")
     assert slow.poll() is None, "the slow shard ended before the report could be made"
     page_path = report(out)
     still_running = slow.poll() is None
