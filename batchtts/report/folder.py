@@ -132,7 +132,7 @@ def open_job_folder(out_dir: Path) -> JobFolder:
 
 
 def _read_parts(out_dir: Path) -> list[ShardPart]:
-    """The parts of the newest split (the largest N is not implied: the split a part last wrote)."""
+    """The parts of the split written last (parts of an older split, ``K-of-N`` with another N, are left out)."""
     parts: list[ShardPart] = []
     for folder in find_parts(out_dir):
         place = parse_shard_part_name(folder.name)

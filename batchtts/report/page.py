@@ -157,8 +157,11 @@ def render_page(folder: JobFolder, figures: Figures, *, page_dir: Path, text_not
 
 def _state_note(folder: JobFolder) -> str:
     if folder.from_parts:
-        how = "running shards are read from their journals" if folder.state == "running" else STATE_NOTES["sharded"]
-        return f"{folder.state}: {folder.shard_note}; {how} (the runs were not disturbed)"
+        if folder.state == "running":
+            how = "finished parts read from their results, running ones from their journals (not disturbed)"
+        else:
+            how = "each part read from its results, or its journal when it has none"
+        return f"{folder.state}: {folder.shard_note}; {how}"
     return STATE_NOTES[folder.state]
 
 
