@@ -66,7 +66,8 @@ def report(
     failures by reason, flagged rows and a sample to listen to.
 
     DIR may be finished, running (read only: the job is not disturbed),
-    interrupted, or a merged sharded job. The page is one file with no
+    interrupted, or a --shard job (merged, or not yet: each part is read,
+    running shards included). The page is one file with no
     network use; its audio players point at DIR's files by relative paths.
 
     \b

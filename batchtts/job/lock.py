@@ -32,8 +32,7 @@ from pathlib import Path
 
 from batchtts.errors import UsageError
 from batchtts.ledger import utc_now_iso
-
-LOCK_NAME = "lock"
+from batchtts.storage.names import LOCK_NAME as LOCK_NAME  # re-exported
 
 
 class JobLocked(UsageError):

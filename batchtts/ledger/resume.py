@@ -50,11 +50,10 @@ from batchtts.ledger.journal import Journal, parse_line, read_journal_file
 from batchtts.manifest.idtable import id_key
 from batchtts.outcomes import RowStatus
 from batchtts.storage.files import atomic_file, fsync_folder
+from batchtts.storage.names import JOURNAL_NAME, PREVIOUS_JOURNAL_NAME
 
 log = logging.getLogger(__name__)
 
-JOURNAL_NAME = "journal.jsonl"
-PREVIOUS_JOURNAL_NAME = "journal.prev.jsonl"
 #: Bumped if what goes into a fingerprint ever changes meaning.
 FINGERPRINT_VERSION = 1
 

@@ -16,8 +16,7 @@ from typing import Any
 from batchtts import __version__
 from batchtts.outcomes import ExitStatus, Stop, exit_meaning
 from batchtts.storage import atomic_file
-
-SUMMARY_NAME = "summary.json"
+from batchtts.storage.names import SUMMARY_NAME as SUMMARY_NAME  # re-exported for the ledger's users
 
 
 @dataclass(frozen=True, slots=True)

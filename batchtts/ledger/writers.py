@@ -21,6 +21,7 @@ from batchtts.errors import UsageError
 from batchtts.ledger.entry import OPTIONAL_COLUMNS, RESULT_COLUMNS, json_default
 from batchtts.ledger.journal import Journal, final_entries
 from batchtts.storage.files import atomic_file
+from batchtts.storage.names import RESULTS_SUFFIXES
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -34,7 +35,7 @@ _BOOL_COLUMNS = frozenset({"reused"})
 #: A carried column named like a fixed column is written as ``input_<name>``.
 CLASH_PREFIX = "input_"
 #: Results manifest formats, by file extension.
-RESULT_FORMATS: dict[str, str] = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl"}
+RESULT_FORMATS: dict[str, str] = {suffix: suffix[1:] for suffix in RESULTS_SUFFIXES}
 #: Rows converted to Arrow at a time when writing results (bounds memory: each
 #: batch of journal entries costs ~7 KB a row at its peak; 4096 made a 20,000-row
 #: run peak 22 MB above a 2,000-row one, 1024 makes it 2 MB).

@@ -58,7 +58,7 @@ STATE_NOTES = {
     "finished": "finished: read from its results manifest",
     "running": "running: the rows its run has recorded so far, read from the journal (the job was not disturbed)",
     "interrupted": "interrupted: a run stopped before writing its results; read from the journal",
-    "sharded": "sharded, not merged yet: read from each shard's journal",
+    "sharded": "sharded, not merged yet: read from each shard's results, or its journal when it has none",
 }
 
 
@@ -95,7 +95,7 @@ def _fill_texts(folder: JobFolder, figures: Figures, options: ReportOptions) -> 
     listed = [row for row in (*figures.flagged, *figures.sample) if row.get("text") is None]
     if not listed:
         return None
-    manifest = options.manifest or _summary_manifest(folder)
+    manifest = options.manifest or (folder.manifest if folder.from_parts else None) or _summary_manifest(folder)
     if manifest is None:
         return "The results do not carry the rows' texts: pass --manifest to show them."
     from batchtts.errors import ManifestError
@@ -150,9 +150,40 @@ def render_page(folder: JobFolder, figures: Figures, *, page_dir: Path, text_not
         f"<title>{escape(title)}</title><style>{CSS}</style></head><body>"
         f"<h1>{escape(title)}</h1>"
         f'<p class="meta">Folder <code>{escape(str(folder.out_dir))}</code>; '
-        f'<span id="state" data-state="{escape(folder.state)}">{escape(STATE_NOTES[folder.state])}</span>. '
+        f'<span id="state" data-state="{escape(folder.state)}">{escape(_state_note(folder))}</span>. '
         f"Made {escape(utc_now_iso())} by batchtts {escape(__version__)}.</p>" + "".join(sections) + "</body></html>\n"
     )
+
+
+def _state_note(folder: JobFolder) -> str:
+    if folder.from_parts:
+        if folder.state == "running":
+            how = "finished parts read from their results, running ones from their journals (not disturbed)"
+        else:
+            how = "each part read from its results, or its journal when it has none"
+        return f"{folder.state}: {folder.shard_note}; {how}"
+    return STATE_NOTES[folder.state]
+
+
+def _shards_table(folder: JobFolder) -> str:
+    """One line per shard part: its state and rows by status (its summary.json when merged, else counted)."""
+    if not folder.parts:
+        return ""
+    caption = "shards (from each part's summary.json)" if not folder.from_parts else "shards (counted from the rows)"
+    html = [
+        f'<table class="figures" id="shards" data-count="{folder.shard_count}"><caption>{escape(caption)}</caption>'
+        "<tr><th>shard</th><th>state</th><th>rows</th><th>ok</th><th>failed</th><th>pending</th></tr>"
+    ]
+    for part in folder.parts:
+        cells = "".join(
+            f'<td data-key="{key}">{part.counts.get(key, 0)}</td>' for key in ("rows", "ok", "failed", "pending")
+        )
+        html.append(
+            f'<tr class="shard" data-shard="{escape(part.name)}"><th>{part.index}/{part.count}</th>'
+            f'<td data-key="state">{escape(part.state)}</td>{cells}</tr>'
+        )
+    html.append("</table>")
+    return "".join(html)
 
 
 def _summary_section(folder: JobFolder, figures: Figures) -> str:
@@ -197,6 +228,7 @@ def _summary_section(folder: JobFolder, figures: Figures) -> str:
             continue
         html.append(f'<tr><th>{escape(labels[key])}</th><td data-key="{key}">{escape(_plain(value))}</td></tr>')
     html.append("</table>")
+    html.append(_shards_table(folder))
     if figures.flags:
         html.append('<p>Audio check flags: ' + ", ".join(
             f'<span class="flag">{escape(flag)}</span> {count}' for flag, count in figures.flags.most_common()

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from batchtts.ledger.journal import final_entries_at
-from batchtts.report.folder import JOURNAL, STATE_DIR, JobFolder
+from batchtts.report.folder import JobFolder, ShardPart
+from batchtts.storage.names import JOURNAL_NAME, STATE_DIR
 
 #: Columns of the results a report reads (the others are never loaded).
 BASE_COLUMNS = (
@@ -53,15 +54,35 @@ BATCH_ROWS = 4096
 def iter_rows(folder: JobFolder, text_columns: tuple[str, ...] = ("text",)) -> Iterator[dict[str, Any]]:
     """Each result row once, as a dict of the report's columns (and ``text`` when the results carry it)."""
     if folder.results is not None:
-        limited = rate_limited_rows(folder.out_dir / STATE_DIR / JOURNAL)
-        for row in _results_rows(folder.results, text_columns):
-            if limited and row["rate_limited"] is None:
-                row["rate_limited"] = limited.get((row["row"], row["voice_id"]))
-            yield row
+        yield from _with_rate_limits(folder.results, folder.out_dir / STATE_DIR / JOURNAL_NAME, text_columns)
+        return
+    if folder.from_parts:
+        for part in folder.parts:
+            for row in _part_rows(part, text_columns):
+                part.counts["rows"] += 1
+                part.counts[row["status"] or "unknown"] += 1
+                yield row
         return
     for journal in folder.journals:
         for entry in final_entries_at(journal):
             yield _clean(_from_entry(entry, text_columns))
+
+
+def _part_rows(part: ShardPart, text_columns: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+    """A shard part's rows: its results part when it finished, else its journal so far."""
+    if part.results is not None:
+        yield from _with_rate_limits(part.results, part.journal, text_columns)
+    elif part.journal is not None:
+        for entry in final_entries_at(part.journal):
+            yield _clean(_from_entry(entry, text_columns))
+
+
+def _with_rate_limits(results: Path, journal: Path | None, text_columns: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+    limited = rate_limited_rows(journal) if journal is not None else {}
+    for row in _results_rows(results, text_columns):
+        if limited and row["rate_limited"] is None:
+            row["rate_limited"] = limited.get((row["row"], row["voice_id"]))
+        yield row
 
 
 def rate_limited_rows(journal: Path) -> dict[tuple[int | None, str | None], int]:

@@ -59,6 +59,14 @@ SHARDS_DIR = STATE_DIR / "shards"
 PART_RECORD_NAME = "part.json"
 #: A shard's results part inside its folder: ``results`` + the results manifest's extension.
 PART_RESULTS_STEM = "results"
+#: Inside a state folder (DIR/.batchtts or a shard part's): the journal, the previous runs' journal and the lock.
+JOURNAL_NAME = JOURNAL_PATH.name
+PREVIOUS_JOURNAL_NAME = "journal.prev.jsonl"
+LOCK_NAME = "lock"
+#: Counts and exit status for schedulers, in DIR (and in each shard part's folder).
+SUMMARY_NAME = "summary.json"
+#: The results manifest's extensions, one per format.
+RESULTS_SUFFIXES: tuple[str, ...] = (".parquet", ".csv", ".jsonl")
 _SHARD_PART = re.compile(r"(0|[1-9][0-9]{0,5})-of-([1-9][0-9]{0,5})")
 
 #: Ids kept as they are: lower-case ASCII letters, digits, ``_``, ``-`` and ``.``,

@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from batchtts.cli import main
 from batchtts.report.charts import timeline_svg
 from batchtts.report.page import ReportOptions, write_report
+from batchtts.storage.names import SHARDS_DIR, shard_part_name
 from tests.report_support import journal_entries, result_rows, write_job, write_journal, write_wav
 
 
@@ -139,9 +140,9 @@ def test_a_sharded_folder_not_merged_reads_every_shard_journal(tmp_path):
     for row in rows:
         if row["path"]:
             write_wav(out / row["path"])
-    shards = out / ".batchtts" / "shards"
-    write_journal(shards / "1-of-2" / "journal.jsonl", journal_entries(rows[:6]))
-    write_journal(shards / "2-of-2" / "journal.jsonl", journal_entries(rows[6:]))
+    shards = out / SHARDS_DIR  # parts are named 0-of-2, 1-of-2 (K is 0-based)
+    write_journal(shards / shard_part_name(0, 2) / "journal.jsonl", journal_entries(rows[:6]))
+    write_journal(shards / shard_part_name(1, 2) / "journal.jsonl", journal_entries(rows[6:]))
     page, figures = write_report(out)
     assert 'data-state="sharded"' in page.read_text(encoding="utf-8")
     assert figures.rows == 12 and figures.flagged_count == sum(bool(row["qa"]) for row in rows)
