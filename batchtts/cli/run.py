@@ -20,6 +20,7 @@ from batchtts.cli.options import (
     request_defaults_from,
     run_api_options,
 )
+from batchtts.cli.qa_options import qa_from, qa_options
 from batchtts.cli.shape_options import shape_from, shape_options
 from batchtts.server.engines import ENGINES
 from batchtts.storage.names import FILE_FORMATS
@@ -104,6 +105,7 @@ def _count_in_background(manifest: Any, progress: Any, per_row: int = 1) -> None
     "--file-format", type=click.Choice(FILE_FORMATS), default="wav", show_default=True, help="How PCM audio is stored."
 )
 @shape_options
+@qa_options
 @click.option(
     "--base-url",
     envvar="BATCHTTS_BASE_URL",
@@ -304,6 +306,7 @@ def run(
     expire_content, voice_check = options.pop("expire_content"), options.pop("voice_check")
     defaults = request_defaults_from(options)
     shape = shape_from(options, defaults=defaults, file_format=file_format)
+    qa = qa_from(options)
     spec = JobSpec(
         manifest=manifest,
         out_dir=out_dir,
@@ -336,6 +339,7 @@ def run(
         base_url=base_url,
         idle_timeout=timeout,
         connect_timeout=connect_timeout,
+        qa=qa,
     )
     try:  # before any server starts or key is read: a bad manifest is the first thing said
         job = Job(spec)

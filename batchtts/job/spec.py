@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from batchtts.api.endpoint import DEFAULT_BASE_URL
 from batchtts.errors import UsageError
+from batchtts.job.qa import QaOptions
 from batchtts.job.shaping.options import ShapeOptions
 from batchtts.manifest.dialect import CsvDialect
 from batchtts.schedule.retry import RetryPolicy
@@ -60,6 +61,8 @@ class JobSpec:
     base_url: str = DEFAULT_BASE_URL
     idle_timeout: float = 30.0
     connect_timeout: float = 10.0
+    #: Audio checks on every take, and what a flagged one gets (``--qa``: retry, flag, fail, off).
+    qa: QaOptions = field(default_factory=QaOptions)
 
     def __post_init__(self) -> None:
         self.manifest, self.out_dir = Path(self.manifest), Path(self.out_dir)

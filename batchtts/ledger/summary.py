@@ -60,6 +60,12 @@ class JobSummary:
     failure_examples: list[FailedRow] = field(default_factory=list)
     #: ``--group-by`` files (chapters) this run wrote; None without ``--group-by``.
     group_files: int | None = None
+    #: Audio checks (``--qa``): rows in the results that were checked, those flagged, each flag's count,
+    #: and the takes made again because of a flag (not counted in ``retries``).
+    qa_checked: int = 0
+    qa_flagged: int = 0
+    qa_flags: dict[str, int] = field(default_factory=dict)
+    qa_retakes: int = 0
 
     @property
     def stopped(self) -> str | None:
@@ -108,6 +114,12 @@ def summary_document(summary: JobSummary, *, manifest: Path, out_dir: Path) -> d
         "out": str(out_dir),
         "results": str(summary.results_path) if summary.results_path else None,
         "group_files": summary.group_files,
+        "qa": {
+            "checked": summary.qa_checked,
+            "flagged": summary.qa_flagged,
+            "flags": dict(sorted(summary.qa_flags.items())),
+            "retakes": summary.qa_retakes,
+        },
         "batchtts_version": __version__,
     }
 
