@@ -100,7 +100,7 @@ def results_schema(
     unknown = [name for name in extra_columns if name not in OPTIONAL_COLUMNS]
     if unknown:
         raise ValueError(f"not optional results columns: {', '.join(unknown)}")
-    fields = [pa.field(name, _fixed_type(name)) for name in RESULT_COLUMNS]
+    fields = [pa.field(name, _fixed_type(name, for_csv=for_csv)) for name in RESULT_COLUMNS]
     fields += [pa.field(name, _fixed_type(name, for_csv=for_csv)) for name in extra_columns]
     types = carried_types or {}
     for source, out in output_names(carried_columns, extra_columns):
