@@ -23,6 +23,7 @@ _PUBLIC = {
     "run_job": "batchtts.job.launch",
     "JobSpec": "batchtts.job.spec",
     "ShapeOptions": "batchtts.job.shaping.options",
+    "QaOptions": "batchtts.job.qa",
     "ProgressReporter": "batchtts.job.progress",
     "JobSummary": "batchtts.ledger.summary",
     "RetryPolicy": "batchtts.schedule.retry",
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from batchtts.errors import BatchTTSError, ManifestError, UsageError
     from batchtts.job.launch import Job, run_job
     from batchtts.job.progress import ProgressReporter
+    from batchtts.job.qa import QaOptions
     from batchtts.job.shaping.options import ShapeOptions
     from batchtts.job.spec import JobSpec
     from batchtts.ledger.summary import JobSummary
@@ -62,6 +64,7 @@ __all__ = [
     "JobSummary",
     "ManifestError",
     "ProgressReporter",
+    "QaOptions",
     "Rate",
     "RetryPolicy",
     "RowStatus",
