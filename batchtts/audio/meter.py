@@ -117,7 +117,8 @@ class AudioMeter:
         if peak >= CLIP_LEVEL:
             self._clipped += int(np.count_nonzero(magnitude >= CLIP_LEVEL))
         as_float = samples.astype(np.float32)
-        self._sum_squares += float(np.dot(as_float, as_float))
+        # einsum, not np.dot: dot goes to BLAS, whose threads then spin on the other core after each call.
+        self._sum_squares += float(np.einsum("i,i->", as_float, as_float))
         sound = magnitude > self._threshold
         whole = count // self.window * self.window
         windows = sound[:whole].reshape(-1, self.window).any(axis=1)
