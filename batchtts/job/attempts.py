@@ -140,11 +140,7 @@ class Attempts:
         if finished is not None and qa is not None:
             levels = finished.levels
             done.qa = None if levels is None else qa.check(request, levels)
-            try:
-                finished = await self._retake(request, key, path, file_format, done, finished)
-            except BaseException:
-                finished.abort()
-                raise
+            finished = await self._retake(request, key, path, file_format, done, finished)
             if done.qa is not None and done.qa.flags and qa.options.mode == "fail":
                 finished.abort()
                 finished = None
@@ -156,35 +152,42 @@ class Attempts:
     async def _retake(
         self, request: TtsRequest, key: str, path: Path, file_format: str, done: Synthesized, kept: AudioSink
     ) -> AudioSink:
-        """``--qa retry``: make a flagged take again until one is clean or the takes run out; the best one."""
+        """``--qa retry``: make a flagged take again until one is clean or the takes run out; the best one.
+
+        Cancelled on the way, the take kept so far is dropped too (nobody would commit it).
+        """
         qa = self._qa
         assert qa is not None
-        while (
-            done.qa is not None
-            and done.qa.flags
-            and qa.options.mode == "retry"
-            and done.qa_takes < qa.options.attempts
-            and not self._stops.stopping
-        ):
-            done.qa_takes += 1
-            flagged = done.qa
-            best = (done.request_id, done.outcome)
-            log.info(
-                "%s: audio check flagged %s; making it again", key, ", ".join(flagged.flags),
-                extra={"event": "qa_retake", "fields": {"key": key, "flags": list(flagged.flags)}},
-            )  # fmt: skip
-            retake = await self._retry_loop(request, key, path, file_format, done)
-            levels = retake.levels if retake is not None else None
-            check = qa.check(request, levels) if levels is not None else None
-            if retake is not None and check is not None and better(flagged, check):
-                kept.abort()
-                kept, done.qa = retake, check
-                continue
-            if retake is not None:
-                retake.abort()
-            (done.request_id, done.outcome), done.qa = best, flagged
-            done.error = None  # the kept take stands, whatever the retake's error
-            break
+        try:
+            while (
+                done.qa is not None
+                and done.qa.flags
+                and qa.options.mode == "retry"
+                and done.qa_takes < qa.options.attempts
+                and not self._stops.stopping
+            ):
+                done.qa_takes += 1
+                flagged = done.qa
+                best = (done.request_id, done.outcome)
+                log.info(
+                    "%s: audio check flagged %s; making it again", key, ", ".join(flagged.flags),
+                    extra={"event": "qa_retake", "fields": {"key": key, "flags": list(flagged.flags)}},
+                )  # fmt: skip
+                retake = await self._retry_loop(request, key, path, file_format, done)
+                levels = retake.levels if retake is not None else None
+                check = qa.check(request, levels) if levels is not None else None
+                if retake is not None and check is not None and better(flagged, check):
+                    kept.abort()
+                    kept, done.qa = retake, check
+                    continue
+                if retake is not None:
+                    retake.abort()
+                (done.request_id, done.outcome), done.qa = best, flagged
+                done.error = None  # the kept take stands, whatever the retake's error
+                break
+        except BaseException:
+            kept.abort()
+            raise
         return kept
 
     async def _retry_loop(
