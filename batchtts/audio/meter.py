@@ -72,7 +72,10 @@ class AudioMeter:
         self.window = max(1, round(sample_rate * window_seconds))
         #: A sample louder than this (in sample units) is sound.
         self._threshold = int(FULL_SCALE * 10.0 ** (floor_dbfs / 20.0))
-        self._buffer = bytearray()  # samples not measured yet (whole windows are, a batch at a time)
+        #: Chunks not measured yet (whole windows are, a batch at a time): joined once per batch,
+        #: not appended to a growing buffer (which copies it again at every growth).
+        self._chunks: list[bytes] = []
+        self._buffered = 0
         self._count = 0
         self._sum_squares = 0.0
         self._peak = 0
@@ -84,8 +87,9 @@ class AudioMeter:
 
     def feed_pcm16(self, data: bytes | memoryview) -> None:
         """Little-endian 16-bit samples; a chunk may end mid-sample."""
-        self._buffer += data
-        if len(self._buffer) >= BATCH_BYTES:
+        self._chunks.append(data if isinstance(data, bytes) else bytes(data))
+        self._buffered += len(data)
+        if self._buffered >= BATCH_BYTES:
             self._measure(final=False)
 
     def feed(self, samples: np.ndarray) -> None:
@@ -97,14 +101,14 @@ class AudioMeter:
         import numpy as np
 
         window_bytes = self.window * 2
-        usable = len(self._buffer) & ~1
+        usable = self._buffered & ~1
         take = usable if final else usable // window_bytes * window_bytes
         if not take:
             return
-        samples = np.frombuffer(self._buffer, dtype="<i2", count=take // 2)
-        self._measure_samples(samples)
-        del samples  # the buffer may shrink only once no array looks into it
-        del self._buffer[:take]
+        data = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+        rest = data[take:]
+        self._chunks, self._buffered = ([rest] if rest else []), len(rest)
+        self._measure_samples(np.frombuffer(data, dtype="<i2", count=take // 2))
 
     def _measure_samples(self, samples: np.ndarray) -> None:
         import numpy as np

@@ -8,7 +8,8 @@ into flags:
 - ``silent``: no window rose above the floor;
 - ``truncated`` / ``overlong``: seconds per character below ``short`` times,
   or above ``long`` times, the job's running median for the same voice, speed
-  and language (trusted once ``min_rows`` takes fed it);
+  and language (trusted once ``min_rows`` takes fed it; texts of at least
+  :data:`LENGTH_CHECK_MIN_CHARS` characters);
 - ``clipped``: more than ``clip_share`` of the samples at full scale;
 - ``long_silence``: a silence inside the audio longer than ``max_silence`` seconds.
 
@@ -47,6 +48,9 @@ QA_MEASURES: tuple[str, ...] = (
 )
 #: Takes of one voice, speed and language the running median remembers (the most recent).
 MEDIAN_WINDOW = 2001
+#: Texts shorter than this are not checked for length (nor feed the median): a pause or a breath
+#: is a large share of a short text's audio, so its seconds per character say little.
+LENGTH_CHECK_MIN_CHARS = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,11 +203,17 @@ class QaJudge:
         per_char = levels.seconds / characters if characters else None
         median = self._medians.setdefault((request.voice_id, request.speed, request.language), RunningMedian())
         reference = median.median() if len(median) >= options.min_rows else None
+        if characters < LENGTH_CHECK_MIN_CHARS:
+            reference = None
         if per_char is not None and reference and not levels.silent:
             if per_char < options.short * reference:
                 flags.add("truncated")
             elif per_char > options.long * reference:
                 flags.add("overlong")
-        if per_char is not None and not flags & {"silent", "truncated", "overlong"}:
+        if (
+            per_char is not None
+            and characters >= LENGTH_CHECK_MIN_CHARS
+            and not flags & {"silent", "truncated", "overlong"}
+        ):
             median.add(per_char)
         return QaCheck(levels, per_char, tuple(flag for flag in FLAGS if flag in flags))
