@@ -202,7 +202,7 @@ class AudioSink:
 
     def _write_pcm(self, data: bytes) -> None:
         if self._measure_floor is not None:
-            self._metered().feed_pcm16(data)
+            (self._meter or self._metered()).feed_pcm16(data)
         if self.file_format == "raw":
             self._payload += len(data)
             self._file.write(data)
