@@ -24,6 +24,7 @@ _PUBLIC = {
     "JobSpec": "batchtts.job.spec",
     "ShapeOptions": "batchtts.job.shaping.options",
     "Shard": "batchtts.job.shards",
+    "QaOptions": "batchtts.job.qa",
     "ProgressReporter": "batchtts.job.progress",
     "JobSummary": "batchtts.ledger.summary",
     "RetryPolicy": "batchtts.schedule.retry",
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from batchtts.errors import BatchTTSError, ManifestError, UsageError
     from batchtts.job.launch import Job, run_job
     from batchtts.job.progress import ProgressReporter
+    from batchtts.job.qa import QaOptions
     from batchtts.job.shaping.options import ShapeOptions
     from batchtts.job.shards import Shard
     from batchtts.job.spec import JobSpec
@@ -64,6 +66,7 @@ __all__ = [
     "JobSummary",
     "ManifestError",
     "ProgressReporter",
+    "QaOptions",
     "Rate",
     "RetryPolicy",
     "RowStatus",

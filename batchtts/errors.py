@@ -86,5 +86,9 @@ class VoiceCatalogUnavailable(BatchTTSError):
     the job goes on without checking voices before the first request."""
 
 
+class AudioCheckFailed(AttemptError):
+    """``--qa fail``: the audio came whole but the checks flagged it (silent, truncated, ...): the row fails."""
+
+
 class StorageError(AttemptError):
     """The audio arrived but could not be stored (disk full, I/O error): the row fails; not retried."""

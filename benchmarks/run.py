@@ -49,19 +49,7 @@ FLOOR = HERE / "floor.py"
 DATA = HERE / "data.py"
 PYTHON = sys.executable
 KEY = "bench-key"
-SECTIONS = (
-    "startup",
-    "floor",
-    "throughput",
-    "memory",
-    "concurrency",
-    "gap",
-    "pacing",
-    "loudness",
-    "report",
-    "shards",
-    "sharedlimits",
-)
+SECTIONS = ("startup", "floor", "throughput", "memory", "concurrency", "gap", "pacing", "loudness", "report", "shards", "sharedlimits", "qa")
 PACKAGES = (
     "batchtts",
     "httpx",
@@ -105,6 +93,7 @@ class Config:
     limit_small_rows: int = 2_000
     long_row_seconds: float = 1800.0
     long_row_rate: int = 44100
+    qa_rows: int = 1000  # the floor's workload, with and without the audio checks
     shared_rows: int = 100  # rows per process of the three sharing one account's limits
     shared_baseline: bool = True  # the same three processes without --limits-url, side by side
     shards: int = 3  # --shard K/N processes side by side, against one unsharded process
@@ -141,6 +130,7 @@ QUICK = Config(
     limit_rows=400,
     limit_small_rows=40,
     long_row_seconds=20.0,
+    qa_rows=40,
     shared_rows=8,
     shared_baseline=False,
     shard_rows=16,
@@ -696,6 +686,88 @@ def bench_memory(cfg: Config, work: Path) -> list[Figure]:
         )
     )
     return figures
+
+
+def bench_qa(cfg: Config, work: Path) -> list[Figure]:
+    """The audio checks' cost: client CPU per row with the default ``--qa retry`` against ``--qa off``.
+
+    The floor's workload (no faults, so no retakes: only the measuring and judging
+    is paid), marginal CPU per row (a one-wave run subtracted), paired within each
+    round; and the meter alone, in this process, on the same chunks, for attribution.
+    """
+    n, c = cfg.qa_rows, cfg.floor_concurrency
+    small = c
+    big_manifest, _ = write_workload(work, n)
+    small_manifest, _ = write_workload(work, small)
+    args = ["--concurrency", str(c), "--rate", cfg.floor_pacing, "--sample-rate", "24000", "--file-format", "raw"]
+    kinds = ("off", "off_small", "qa", "qa_small")
+    samples: dict[str, list[Measured]] = {k: [] for k in kinds}
+
+    def runner(manifest: Path, server: Server, mode: str) -> Measured:
+        argv = run_argv(manifest, work / "qa-out", server, *args, "--qa", mode)
+        return measure(argv, env=RUN_ENV, server=server)
+
+    with Server() as server:
+        runner(small_manifest, server, "retry")  # warm the page cache and the server
+        for _ in range(cfg.runs):  # interleaved, so a busy spell of the machine hits both alike
+            samples["off"].append(runner(big_manifest, server, "off"))
+            samples["off_small"].append(runner(small_manifest, server, "off"))
+            samples["qa"].append(runner(big_manifest, server, "retry"))
+            samples["qa_small"].append(runner(small_manifest, server, "retry"))
+    audio_seconds = span(work / "qa-out" / "results.parquet")["audio_seconds"]
+
+    def marginals(key: str, cpu: str = "cpu") -> list[float]:
+        pairs = zip(samples[key], samples[key + "_small"], strict=True)
+        return [(getattr(big, cpu) - getattr(little, cpu)) / (n - small) * 1000 for big, little in pairs]
+
+    off, qa = marginals("off"), marginals("qa")
+    ratios = [q / o for q, o in zip(qa, off, strict=True)]
+    ratio = median(ratios)
+    user_ratio = median([q / o for q, o in zip(marginals("qa", "user"), marginals("off", "user"), strict=True)])
+    meter_ms = _meter_cpu_per_row(audio_seconds, 24000)
+    raw = {k: [asdict(m) for m in v] for k, v in samples.items()}
+    setup = (
+        f"{n} rows, concurrency {c}, 24 kHz pcm, {audio_seconds:.1f} s of audio per row, written raw, "
+        "no faults (no retakes); `--qa retry` (the default) against `--qa off`"
+    )
+    return [
+        Figure("qa", "workload", setup, raw=raw),
+        Figure("qa", "`--qa off`: client CPU per row, marginal (baseline)", f"{median(off):.2f} ms"),
+        Figure("qa", "`--qa retry`: client CPU per row, marginal", f"{median(qa):.2f} ms"),
+        Figure(
+            "qa",
+            "**checks ÷ off**, marginal (median of the rounds' ratios)",
+            f"{ratio:.3f}x",
+            "≤ 1.05x",
+            ratio <= 1.05,
+            {"ratios": ratios},
+        ),
+        Figure("qa", "the same, user CPU only (system time is the noisy part on this VM)", f"{user_ratio:.3f}x"),
+        Figure(
+            "qa",
+            "the meter alone on one row's chunks (in-process), and its share of the baseline",
+            f"{meter_ms:.3f} ms ({meter_ms / median(off) * 100:.1f} %)" if median(off) > 0 else f"{meter_ms:.3f} ms",
+        ),
+    ]
+
+
+def _meter_cpu_per_row(audio_seconds: float, rate: int, rows: int = 200) -> float:
+    """CPU milliseconds the meter takes for one row of ``audio_seconds``, fed in 100 ms chunks."""
+    import numpy as np
+
+    from batchtts.audio.meter import AudioMeter
+
+    rng = np.random.default_rng(0)
+    samples = (rng.standard_normal(max(1, round(audio_seconds * rate))) * 3000).astype("<i2").tobytes()
+    chunk = rate // 10 * 2
+    chunks = [samples[i : i + chunk] for i in range(0, len(samples), chunk)]
+    started = time.process_time()
+    for _ in range(rows):
+        meter = AudioMeter(rate)
+        for data in chunks:
+            meter.feed_pcm16(data)
+        meter.levels()
+    return (time.process_time() - started) / rows * 1000
 
 
 def _bench_limiter(cfg: Config, work: Path, sources: list[Path], hours: float) -> list[Figure]:
@@ -1344,6 +1416,7 @@ BENCHES: dict[str, Callable[[Config, Path], list[Figure]]] = {
     "floor": bench_floor,
     "throughput": bench_throughput,
     "memory": bench_memory,
+    "qa": bench_qa,
     "sharedlimits": bench_sharedlimits,
     "shards": bench_shards,
     "concurrency": bench_concurrency,
@@ -1389,6 +1462,7 @@ SECTION_TITLES = {
     "floor": "Client CPU against the floor",
     "throughput": "Throughput at the limit",
     "memory": "Memory",
+    "qa": "Audio checks",
     "sharedlimits": "Shared limits over Redis",
     "shards": "Shards and merge",
     "concurrency": "Concurrency found at run time",

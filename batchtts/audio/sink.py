@@ -44,6 +44,7 @@ from batchtts.audio.codecs import (
     mp3_duration,
     pcm16_wav_header,
 )
+from batchtts.audio.meter import AudioLevels, AudioMeter
 from batchtts.storage.files import create_temp_file, fsync_folder
 from batchtts.storage.names import FILE_FORMATS
 
@@ -79,6 +80,7 @@ class AudioSink:
         output_format: str,
         sample_rate: int,
         file_format: str = "wav",
+        measure_floor: float | None = None,
     ) -> None:
         self.extension = self.extension_for(output_format, file_format)
         if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate <= 0:
@@ -100,6 +102,9 @@ class AudioSink:
         self._exact_mp3_header = False
         self._handle: BinaryIO | None = None
         self._temp_path: Path | None = None
+        #: With ``measure_floor`` (dBFS): the levels of the samples as they pass (not for mp3).
+        self._measure_floor = measure_floor if output_format != "mp3" else None
+        self._meter: AudioMeter | None = None
 
     @property
     def _file(self) -> BinaryIO:
@@ -170,15 +175,34 @@ class AudioSink:
             self._write_pcm(chunk)
         elif self.output_format in G711_TAGS:
             self._payload += len(chunk)
+            samples = decode_g711(self.output_format, chunk) if self._wants_samples() else None
+            if samples is not None and self._measure_floor is not None:
+                self._metered().feed(samples)
             if self.file_format == "flac":
-                self._write_samples(decode_g711(self.output_format, chunk))
+                assert samples is not None
+                self._write_samples(samples)
             else:
                 self._file.write(chunk)
         else:
             assert self._mp3_framing is not None
             self._file.write(self._mp3_framing.feed(chunk))
 
+    @property
+    def levels(self) -> AudioLevels | None:
+        """The measured levels of the samples written so far (None: not measured, or mp3)."""
+        if self._measure_floor is None:
+            return None
+        return self._metered().levels()
+
+    def _metered(self) -> AudioMeter:
+        if self._meter is None:
+            assert self._measure_floor is not None
+            self._meter = AudioMeter(self._stored_rate(), floor_dbfs=self._measure_floor)
+        return self._meter
+
     def _write_pcm(self, data: bytes) -> None:
+        if self._measure_floor is not None:
+            (self._meter or self._metered()).feed_pcm16(data)
         if self.file_format == "raw":
             self._payload += len(data)
             self._file.write(data)
@@ -207,6 +231,9 @@ class AudioSink:
             import numpy as np
 
             sink.write(np.frombuffer(data, dtype="<i2").astype(np.int16))
+
+    def _wants_samples(self) -> bool:
+        return self.file_format == "flac" or self._measure_floor is not None
 
     def _write_samples(self, samples: np.ndarray) -> None:
         self._open_soundfile().write(samples)

@@ -52,6 +52,7 @@ TABLES: dict[str, tuple[str, ...]] = {
         "metadata", "loudness", "peak", "room-tone", "limiter",
     ),
     "resume": ("force", "retry-failed"),
+    "qa": ("qa", "qa-attempts", "qa-floor", "qa-short", "qa-long", "qa-min-rows", "qa-max-silence", "qa-clip"),
     "log": ("progress", "no-progress", "quiet", "verbose", "log-format"),
 }  # fmt: skip
 #: Other spellings accepted for a key.

@@ -21,6 +21,7 @@ from batchtts.cli.options import (
     request_defaults_from,
     run_api_options,
 )
+from batchtts.cli.qa_options import qa_from, qa_options
 from batchtts.cli.shape_options import shape_from, shape_options
 from batchtts.server.engines import ENGINES
 from batchtts.storage.names import FILE_FORMATS
@@ -116,6 +117,7 @@ def _count_in_background(manifest: Any, progress: Any, per_row: int = 1) -> None
     "--file-format", type=click.Choice(FILE_FORMATS), default="wav", show_default=True, help="How PCM audio is stored."
 )
 @shape_options
+@qa_options
 @click.option(
     "--base-url",
     envvar="BATCHTTS_BASE_URL",
@@ -338,6 +340,7 @@ def run(
     limits_url, limits_namespace = options.pop("limits_url"), options.pop("limits_namespace")
     defaults = request_defaults_from(options)
     shape = shape_from(options, defaults=defaults, file_format=file_format)
+    qa = qa_from(options)
     spec = JobSpec(
         manifest=manifest,
         out_dir=out_dir,
@@ -373,6 +376,7 @@ def run(
         shard=shard,
         limits_url=limits_url,
         limits_namespace=limits_namespace,
+        qa=qa,
     )
     try:  # before any server starts or key is read: a bad manifest is the first thing said
         job = Job(spec)

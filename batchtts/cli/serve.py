@@ -121,6 +121,13 @@ def _answer_delay(ctx: click.Context, param: click.Parameter, value: str | None)
 )
 @click.option("--seed", type=int, help="Seed of the fault draws, for reproducible runs.")
 @click.option(
+    "--fault-first",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Faults strike only the first N requests of each distinct request (same text, voice, ...); "
+    "later ones are clean, so a retry can be checked byte for byte.",
+)
+@click.option(
     "--sse-style",
     "sse_style",
     multiple=True,
@@ -174,6 +181,7 @@ def serve(
     realtime_factor: float,
     faults: dict[str, float],
     seed: int | None,
+    fault_first: int | None,
     sse_style: tuple[str, ...],
     content_expiry: str,
     quota_requests: int | None,
@@ -210,6 +218,7 @@ def serve(
             realtime_factor=realtime_factor,
             faults=faults,
             seed=seed,
+            fault_first=fault_first,
             sse_style=frozenset(sse_style),
             content_expiry=content_expiry,
             quota_requests=quota_requests,

@@ -32,6 +32,14 @@ def outcome_line(summary: JobSummary) -> str:
     )
 
 
+def qa_line(summary: JobSummary) -> str:
+    """The audio checks: rows flagged, by flag, and the takes made again."""
+    flags = ", ".join(f"{flag} {count}" for flag, count in sorted(summary.qa_flags.items(), key=lambda kv: -kv[1]))
+    retakes = f"; {plural(summary.qa_retakes, 'take')} made again" if summary.qa_retakes else ""
+    flagged = f"{plural(summary.qa_flagged, 'row')} of {summary.qa_checked} flagged" + (f" ({flags})" if flags else "")
+    return f"batchtts: audio checks: {flagged}{retakes}"
+
+
 def summary_lines(summary: JobSummary, out_dir: Path, *, local: bool = False) -> list[str]:
     """The whole summary, a line each."""
     pending = f", {summary.pending} pending" if summary.pending else ""
@@ -50,6 +58,8 @@ def summary_lines(summary: JobSummary, out_dir: Path, *, local: bool = False) ->
             f"batchtts: {audio} audio made{' by the local server' if local else ''}{in_all}; "
             f"{plural(summary.retries, 'retry', 'retries')}, {summary.rate_limited} rate-limited (429)"
         )
+    if summary.qa_flagged or summary.qa_retakes:
+        lines.append(qa_line(summary))
     if summary.group_files is not None:
         lines.append(f"batchtts: {plural(summary.group_files, 'chapter file')} written")
     if summary.loudness:

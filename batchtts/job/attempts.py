@@ -11,6 +11,7 @@ the last error comes back in :class:`Synthesized`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,14 +20,17 @@ from batchtts.api.client import AttemptOutcome, WavesClient
 from batchtts.api.ids import new_run_token, request_id_for
 from batchtts.api.request import TtsRequest
 from batchtts.audio import AudioSink, GroupCommit, SinkResult
-from batchtts.errors import AccessDenied, AttemptError, RateLimited, UsageLimitReached
+from batchtts.errors import AccessDenied, AttemptError, AudioCheckFailed, RateLimited, UsageLimitReached
 from batchtts.job.progress import ProgressReporter
+from batchtts.job.qa import QaCheck, QaJudge, better, describe
 from batchtts.job.recorder import Recorder
 from batchtts.job.stopping import StopControl
 from batchtts.ledger import utc_now_iso
 from batchtts.outcomes import Stop, StopReason
 from batchtts.schedule.retry import RetryPolicy, retrying
 from batchtts.schedule.throttle import Throttle, refusal_kind
+
+log = logging.getLogger("batchtts")
 
 
 @dataclass(slots=True)
@@ -43,6 +47,10 @@ class Synthesized:
     finished_at: str | None = None
     #: Answers 429 among the attempts (the report marks such rows; they do not use up attempts).
     rate_limited: int = 0
+    #: The audio checks of the take kept (None: not checked).
+    qa: QaCheck | None = None
+    #: Takes made again because the audio checks flagged one (not counted as retries).
+    qa_takes: int = 0
 
     @property
     def ok(self) -> bool:
@@ -63,8 +71,11 @@ class Attempts:
         stops: StopControl,
         progress: ProgressReporter,
         redact: Callable[[str], str],
+        qa: QaJudge | None = None,
     ) -> None:
         self._client = client
+        #: The audio checks (None: ``--qa off``).
+        self._qa = qa
         self._throttle = throttle
         self._retry = retry
         self._commits = commits
@@ -117,12 +128,76 @@ class Attempts:
     async def _stream(
         self, request: TtsRequest, key: str, path: Path, file_format: str
     ) -> tuple[Synthesized, AudioSink | None]:
-        """The retry loop: the finished, uncommitted file of the attempt that succeeded, or the last error.
+        """The takes of one file: the finished, uncommitted file of the take kept, or the last error.
 
-        ``key`` names the request ids (:func:`batchtts.job.shaping.fanout.request_key`).
+        Without audio checks there is one take. With them, a flagged take is made
+        again under ``--qa retry`` (each take its own retry loop, so QA takes do not
+        use up ``--max-attempts``) and the better take is kept; under ``--qa fail`` a
+        flagged take fails the file. ``key`` names the request ids
+        (:func:`batchtts.job.shaping.fanout.request_key`).
         """
         done = Synthesized()
+        finished = await self._retry_loop(request, key, path, file_format, done)
+        qa = self._qa
+        if finished is not None and qa is not None:
+            levels = finished.levels
+            done.qa = None if levels is None else qa.check(request, levels)
+            finished = await self._retake(request, key, path, file_format, done, finished)
+            if done.qa is not None and done.qa.flags and qa.options.mode == "fail":
+                finished.abort()
+                finished = None
+                done.error = AudioCheckFailed(describe(done.qa.flags))
+        done.finished_at = utc_now_iso()
+        self._recorder.count_attempts(done.attempts, len(request.text), qa_takes=done.qa_takes)
+        return done, finished
+
+    async def _retake(
+        self, request: TtsRequest, key: str, path: Path, file_format: str, done: Synthesized, kept: AudioSink
+    ) -> AudioSink:
+        """``--qa retry``: make a flagged take again until one is clean or the takes run out; the best one.
+
+        Cancelled on the way, the take kept so far is dropped too (nobody would commit it).
+        """
+        qa = self._qa
+        assert qa is not None
+        try:
+            while (
+                done.qa is not None
+                and done.qa.flags
+                and qa.options.mode == "retry"
+                and done.qa_takes < qa.options.attempts
+                and not self._stops.stopping
+            ):
+                done.qa_takes += 1
+                flagged = done.qa
+                best = (done.request_id, done.outcome)
+                log.info(
+                    "%s: audio check flagged %s; making it again", key, ", ".join(flagged.flags),
+                    extra={"event": "qa_retake", "fields": {"key": key, "flags": list(flagged.flags)}},
+                )  # fmt: skip
+                retake = await self._retry_loop(request, key, path, file_format, done)
+                levels = retake.levels if retake is not None else None
+                check = qa.check(request, levels) if levels is not None else None
+                if retake is not None and check is not None and better(flagged, check):
+                    kept.abort()
+                    kept, done.qa = retake, check
+                    continue
+                if retake is not None:
+                    retake.abort()
+                (done.request_id, done.outcome), done.qa = best, flagged
+                done.error = None  # the kept take stands, whatever the retake's error
+                break
+        except BaseException:
+            kept.abort()
+            raise
+        return kept
+
+    async def _retry_loop(
+        self, request: TtsRequest, key: str, path: Path, file_format: str, done: Synthesized
+    ) -> AudioSink | None:
+        """One take: the retry loop's finished, uncommitted file, or None with the last error in ``done``."""
         finished: AudioSink | None = None
+        done.error = None
         try:
             async for attempt in retrying(self._retry, sleep=self._throttle.rest):
                 with attempt:
@@ -137,9 +212,7 @@ class Attempts:
             if finished is not None:  # cancelled on the way out of the loop: nobody would commit it
                 finished.abort()
             raise
-        done.finished_at = utc_now_iso()
-        self._recorder.count_attempts(done.attempts, len(request.text))
-        return done, finished
+        return finished if done.error is None else None
 
     async def _attempt(
         self, request: TtsRequest, key: str, path: Path, file_format: str, done: Synthesized
@@ -152,7 +225,11 @@ class Attempts:
         async with throttle.slot() as start:
             self._progress.limits_changed(throttle.state)
             sink = AudioSink(
-                path, output_format=request.output_format, sample_rate=request.sample_rate, file_format=file_format
+                path,
+                output_format=request.output_format,
+                sample_rate=request.sample_rate,
+                file_format=file_format,
+                measure_floor=self._qa.options.floor_dbfs if self._qa is not None else None,
             )
             self._streaming.add(sink)
             try:

@@ -68,6 +68,7 @@ class Recorder:
         self.journal.append(result)
         voice = result.voice_id if result.extra.get(VARIANT_KEY) is not None else None
         self._count(result.id, result.status, result.error, result.audio_seconds, voice)
+        self._count_qa(result.qa)
         if result.status == RowStatus.OK:
             if LOUDNESS_KEY in result.extra:
                 self.summary.note_loudness(result.path, result.extra[LOUDNESS_KEY], reused=bool(result.reused))
@@ -111,6 +112,7 @@ class Recorder:
         self.summary.skipped += 1
         voice = entry.get("voice_id") if item.variant is not None else None
         self._count(entry["id"], entry.get("status"), entry.get("error"), entry.get("audio_seconds"), voice)
+        self._count_qa(entry.get("qa"))
         if entry.get("status") == RowStatus.OK:
             self.summary.reused_ok += 1
             if LOUDNESS_KEY in entry:
@@ -147,10 +149,12 @@ class Recorder:
         for key in sorted(self._open, key=lambda k: (k[0], -1 if k[1] is None else k[1])):
             self.record_pending(self._open[key], attempts=1 if key in self._started else 0)
 
-    def count_attempts(self, attempts: int, characters: int) -> None:
-        """One file's requests, sent by :class:`~batchtts.job.attempts.Attempts`."""
+    def count_attempts(self, attempts: int, characters: int, *, qa_takes: int = 0) -> None:
+        """One file's requests, sent by :class:`~batchtts.job.attempts.Attempts`; takes made again
+        because the audio checks flagged one are counted apart from retries."""
         self.summary.attempts += attempts
-        self.summary.retries += max(0, attempts - 1)
+        self.summary.retries += max(0, attempts - 1 - qa_takes)
+        self.summary.qa_retakes += qa_takes
         self.summary.characters_sent += characters * attempts
 
     def _close(self, key: ItemKey) -> None:
@@ -160,6 +164,17 @@ class Recorder:
     def group_written(self) -> None:
         """A ``--group-by`` group's file (a chapter) was written."""
         self.summary.group_files = (self.summary.group_files or 0) + 1
+
+    def _count_qa(self, flags: Any) -> None:
+        """The audio checks of one row in the results: checked, flagged, each flag."""
+        if not isinstance(flags, list):
+            return  # not checked
+        summary = self.summary
+        summary.qa_checked += 1
+        if flags:
+            summary.qa_flagged += 1
+        for flag in flags:
+            summary.qa_flags[flag] = summary.qa_flags.get(flag, 0) + 1
 
     def _count(self, row_id: str, status: Any, error: Any, audio_seconds: Any, voice: str | None = None) -> None:
         summary = self.summary

@@ -22,8 +22,12 @@ from batchtts.manifest.readers import Row
 class Reuse:
     """Decides, item by item, whether an earlier result stands; records it when it does."""
 
-    def __init__(self, earlier: EarlierRuns, assembly: Assembly, recorder: Recorder, *, force: bool) -> None:
+    def __init__(
+        self, earlier: EarlierRuns, assembly: Assembly, recorder: Recorder, *, force: bool, redo_flagged: bool = False
+    ) -> None:
         self._earlier = earlier
+        #: ``--qa fail``: an earlier ok row the audio checks flagged (kept under flag or retry) is made again.
+        self._redo_flagged = redo_flagged
         self._assembly = assembly
         self._recorder = recorder
         self._force = force
@@ -66,6 +70,8 @@ class Reuse:
             if group is not None:  # its file was checked a moment ago: someone changed it since
                 assembly.record_bad(item, f"group {group[0]!r} changed while the job ran; run it again")
                 return True
+            return False
+        if self._redo_flagged and earlier.get("qa") and group is None:
             return False
         self._recorder.record_reused(item, earlier)
         return True

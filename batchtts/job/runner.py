@@ -41,6 +41,7 @@ from batchtts.job.attempts import Attempts
 from batchtts.job.items import WorkItem
 from batchtts.job.lock import job_lock
 from batchtts.job.progress import InFlight, ProgressReporter
+from batchtts.job.qa import QaJudge
 from batchtts.job.recorder import Recorder
 from batchtts.job.reuse import Reuse
 from batchtts.job.shaping.assembly import Assembly
@@ -109,6 +110,7 @@ class Runner:
             stops=self._stops,
             progress=progress,
             redact=redact,
+            qa=QaJudge(spec.qa) if spec.qa.enabled else None,
         )
         self._assembly = Assembly(
             spec.shape,
@@ -125,7 +127,8 @@ class Runner:
         )
         self._earlier = EarlierRuns(spec.state_dir, spec.out_dir.resolve(), force=spec.force,
                                     retry_failed=spec.retry_failed)  # fmt: skip
-        self._reuse = Reuse(self._earlier, self._assembly, self._recorder, force=spec.force)
+        self._reuse = Reuse(self._earlier, self._assembly, self._recorder, force=spec.force,
+                            redo_flagged=spec.qa.mode == "fail")  # fmt: skip
         self._manifest_error: ManifestError | None = None
         #: Whether the long-text advice was given (once a job, see :meth:`_advise_on_length`).
         self._advised_length = spec.shape.max_chars is not None

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from batchtts.api.endpoint import DEFAULT_BASE_URL
 from batchtts.errors import UsageError
+from batchtts.job.qa import QaOptions
 from batchtts.job.shaping.options import ShapeOptions
 from batchtts.job.shards import Shard
 from batchtts.ledger.summary import SUMMARY_NAME
@@ -70,6 +71,8 @@ class JobSpec:
     limits_url: str | None = None
     #: Added to the account's digest in the Redis namespace: jobs share limits only within one.
     limits_namespace: str | None = None
+    #: Audio checks on every take, and what a flagged one gets (``--qa``: retry, flag, fail, off).
+    qa: QaOptions = field(default_factory=QaOptions)
 
     def __post_init__(self) -> None:
         self.manifest, self.out_dir = Path(self.manifest), Path(self.out_dir)

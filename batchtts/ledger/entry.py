@@ -38,7 +38,23 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "finished_at",
     "reused",
     "content_expiry",
+    # The audio checks (batchtts.job.qa): measures of the take kept, its flags, one column per flag.
+    "seconds_per_char",
+    "leading_silence_s",
+    "trailing_silence_s",
+    "longest_silence_s",
+    "peak_dbfs",
+    "rms_dbfs",
+    "clipped_share",
+    "qa",
+    "silent",
+    "truncated",
+    "overlong",
+    "clipped",
+    "long_silence",
 )
+#: The audio checks' flags, each a boolean column of its own (and listed in ``qa``).
+QA_FLAG_COLUMNS: tuple[str, ...] = ("silent", "truncated", "overlong", "clipped", "long_silence")
 #: Columns only some jobs have, placed after the fixed ones: ``--max-chars`` adds
 #: the number of parts of each row's text and each part's request id.
 OPTIONAL_COLUMNS: tuple[str, ...] = ("parts", "part_request_ids")
@@ -85,6 +101,20 @@ class RowResult:
     finished_at: str | None = None
     reused: bool | None = None  # True: an earlier run's result, kept without a request
     content_expiry: str | None = None  # the answer's x-content-expiry (with --expire-content)
+    # The audio checks (None: not checked: --qa off, mp3, a row that failed or was joined from parts).
+    seconds_per_char: float | None = None
+    leading_silence_s: float | None = None
+    trailing_silence_s: float | None = None
+    longest_silence_s: float | None = None
+    peak_dbfs: float | None = None
+    rms_dbfs: float | None = None
+    clipped_share: float | None = None
+    qa: list[str] | None = None  # the flags, worst first; [] when checked and clean
+    silent: bool | None = None
+    truncated: bool | None = None
+    overlong: bool | None = None
+    clipped: bool | None = None
+    long_silence: bool | None = None
     carried: dict[str, Any] = field(default_factory=dict)
     #: Optional columns (:data:`OPTIONAL_COLUMNS`) and :data:`VARIANT_KEY`, when the job has them,
     #: and journal-only keys: the resume fingerprint and file stamp (:mod:`batchtts.ledger.resume`).

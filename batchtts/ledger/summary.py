@@ -71,6 +71,12 @@ class JobSummary:
         self.loudness = files
         if path not in files:
             files[path] = {**figures, "reused": reused}
+    #: Audio checks (``--qa``): rows in the results that were checked, those flagged, each flag's count,
+    #: and the takes made again because of a flag (not counted in ``retries``).
+    qa_checked: int = 0
+    qa_flagged: int = 0
+    qa_flags: dict[str, int] = field(default_factory=dict)
+    qa_retakes: int = 0
 
     @property
     def stopped(self) -> str | None:
@@ -120,6 +126,12 @@ def summary_document(summary: JobSummary, *, manifest: Path, out_dir: Path) -> d
         "results": str(summary.results_path) if summary.results_path else None,
         "group_files": summary.group_files,
         **({"loudness": loudness_document(summary.loudness)} if summary.loudness is not None else {}),
+        "qa": {
+            "checked": summary.qa_checked,
+            "flagged": summary.qa_flagged,
+            "flags": dict(sorted(summary.qa_flags.items())),
+            "retakes": summary.qa_retakes,
+        },
         "batchtts_version": __version__,
     }
 

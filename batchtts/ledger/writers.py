@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from batchtts.errors import UsageError
-from batchtts.ledger.entry import OPTIONAL_COLUMNS, RESULT_COLUMNS, json_default
+from batchtts.ledger.entry import OPTIONAL_COLUMNS, QA_FLAG_COLUMNS, RESULT_COLUMNS, json_default
 from batchtts.ledger.journal import Journal, final_entries
 from batchtts.storage.files import atomic_file
 from batchtts.storage.names import RESULTS_SUFFIXES
@@ -29,9 +29,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _INT_COLUMNS = frozenset({"row", "attempts", "http_status", "audio_bytes", "sample_rate", "parts"})
-_LIST_COLUMNS = frozenset({"part_request_ids"})
-_FLOAT_COLUMNS = frozenset({"ttfb_ms", "total_ms", "audio_seconds"})
-_BOOL_COLUMNS = frozenset({"reused"})
+_LIST_COLUMNS = frozenset({"part_request_ids", "qa"})
+_FLOAT_COLUMNS = frozenset({"ttfb_ms", "total_ms", "audio_seconds"}) | {
+    "seconds_per_char", "leading_silence_s", "trailing_silence_s", "longest_silence_s", "peak_dbfs", "rms_dbfs",
+    "clipped_share",
+}  # fmt: skip
+_BOOL_COLUMNS = frozenset({"reused", *QA_FLAG_COLUMNS})
+#: List columns written in CSV as their items joined with ``;`` (not as JSON text).
+_JOINED_IN_CSV = frozenset({"qa"})
 #: A carried column named like a fixed column is written as ``input_<name>``.
 CLASH_PREFIX = "input_"
 #: Results manifest formats, by file extension.
@@ -96,7 +101,7 @@ def results_schema(
     unknown = [name for name in extra_columns if name not in OPTIONAL_COLUMNS]
     if unknown:
         raise ValueError(f"not optional results columns: {', '.join(unknown)}")
-    fields = [pa.field(name, _fixed_type(name)) for name in RESULT_COLUMNS]
+    fields = [pa.field(name, _fixed_type(name, for_csv=for_csv)) for name in RESULT_COLUMNS]
     fields += [pa.field(name, _fixed_type(name, for_csv=for_csv)) for name in extra_columns]
     types = carried_types or {}
     for source, out in output_names(carried_columns, extra_columns):
@@ -252,6 +257,8 @@ def _to_table(batch: list[Mapping[str, Any]], schema: pa.Schema, sources: list[t
             values = [(entry.get("carried") or {}).get(name) for entry in batch]
         else:
             values = [entry.get(name) for entry in batch]
+            if name in _JOINED_IN_CSV and pa.types.is_string(schema_field.type):
+                values = [";".join(map(str, v)) if isinstance(v, list) else v for v in values]
         arrays.append(_to_array(values, schema_field.type, schema_field.name))
     return pa.Table.from_arrays(arrays, schema=schema)
 

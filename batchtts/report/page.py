@@ -53,6 +53,7 @@ QA_FIGURES = (
     ("peak_dbfs", "peak dBFS", 1),
     ("rms_dbfs", "RMS dBFS", 1),
     ("clipped_share", "clipped", 4),
+    ("longest_silence_s", "longest silence s", 2),
 )
 STATE_NOTES = {
     "finished": "finished: read from its results manifest",

@@ -42,6 +42,7 @@ QA_COLUMNS = (
     "peak_dbfs",
     "rms_dbfs",
     "clipped_share",
+    "longest_silence_s",
     "qa",
 )
 #: A per-row count of 429 answers, when the journal has it.

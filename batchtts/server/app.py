@@ -41,15 +41,27 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from batchtts.api.request import LIVE_PATH, VOICES_PATH, InvalidRequest, TtsRequest, is_valid_id, parse_request
+from batchtts.api.request import (
+    LIVE_PATH,
+    VOICES_PATH,
+    InvalidRequest,
+    TtsRequest,
+    canonical_digest,
+    is_valid_id,
+    parse_request,
+)
 from batchtts.server.audio import BYTES_PER_SAMPLE, MEDIA_TYPES, encode_view
 from batchtts.server.config import ServerConfig
 from batchtts.server.engines import Engine, get_engine
 from batchtts.server.faults import (
+    AUDIO_FAULTS,
+    NO_FAULT,
     STREAM_FAULTS,
     ConnectionDropped,
     FaultInjector,
     FaultPlan,
+    FirstRequests,
+    apply_audio_fault,
 )
 from batchtts.server.limits import AccountLimits, Refusal, Slot, retry_after_header
 from batchtts.server.quota import FORBIDDEN_KEY_MESSAGE, Quotas
@@ -177,6 +189,7 @@ class WavesService:
         self.stats = stats
         self.limits = AccountLimits(config.rate, config.concurrency)
         self.faults = FaultInjector(config.faults, config.seed)
+        self._first = FirstRequests(config.fault_first) if config.fault_first is not None else None
         self.quotas = Quotas(config.quota_requests, config.quota_characters)
         self._admission_delays = random.Random(config.seed)
 
@@ -252,6 +265,8 @@ class WavesService:
         self.stats.record_start(received_at)
 
         fault = self.faults.draw()
+        if self._first is not None and not self._first.may_strike(canonical_digest(tts.fingerprint_fields())):
+            fault = NO_FAULT  # --fault-first: this request was asked before
         if (status := fault.status) is not None:
             admission.release()
             code, error, retry_after = status
@@ -264,16 +279,19 @@ class WavesService:
 
         self.stats.stream_opened()
         try:
-            samples, audio = await anyio.to_thread.run_sync(self._render, tts)
+            samples, audio = await anyio.to_thread.run_sync(self._render, tts, fault)
         except BaseException:
             admission.release()
             self.stats.stream_closed(completed=False)
             raise
         return _Job(tts, received_at, fault, audio, samples, echo, admission)
 
-    def _render(self, tts: TtsRequest) -> tuple[int, bytes | memoryview]:
-        """Synthesis and encoding: CPU work, run in a worker thread."""
+    def _render(self, tts: TtsRequest, fault: FaultPlan = NO_FAULT) -> tuple[int, bytes | memoryview]:
+        """Synthesis and encoding (an audio fault applied between): CPU work, run in a worker thread."""
         pcm = self.engine.synthesize(tts)
+        if fault.kind in AUDIO_FAULTS:
+            self.stats.count_fault(fault.kind)
+            pcm = apply_audio_fault(pcm, fault)
         return len(pcm), encode_view(pcm, tts.sample_rate, tts.output_format)
 
     def _tracked(self, job: _Job, body: AsyncIterator[bytes | memoryview], **kwargs: Any) -> _TrackedStream:

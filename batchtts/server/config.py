@@ -15,6 +15,7 @@ from batchtts.units import Rate
 #: Fault kinds, in the order they are drawn for each request.
 FAULT_KINDS: tuple[str, ...] = (
     "500", "502", "503", "429", "drop", "nodone", "error-event", "bad-frame", "error-frame",
+    "truncate", "silence", "clip",
 )  # fmt: skip
 
 #: Ways of laying out the SSE stream that the HTML standard allows (see ``sse.py``).
@@ -59,6 +60,10 @@ class ServerConfig:
     faults: dict[str, float] = field(default_factory=dict)
     #: Seed of the fault draws; None = a fresh seed each start.
     seed: int | None = None
+    #: Faults strike only the first N requests of each distinct request (same text, voice and
+    #: every field that shapes the audio); later ones are clean, so a client's retry can be
+    #: checked byte for byte. None = every request may be struck.
+    fault_first: int | None = None
     #: SSE layout flags (``SSE_STYLES``); empty = the API's exact layout (``seed``: the older seed page's frames).
     sse_style: frozenset[str] = frozenset()
     #: The ``x-content-expiry`` answer to ``x-expire-content: true`` (``CONTENT_EXPIRY_VERDICTS``).
@@ -99,6 +104,8 @@ class ServerConfig:
                 raise ValueError(f"faults: unknown kind {kind!r}; choose from {', '.join(FAULT_KINDS)}")
             if not 0.0 <= probability <= 1.0:
                 raise ValueError(f"faults: probability {probability} of {kind} is not within 0..1")
+        if self.fault_first is not None and self.fault_first < 1:
+            raise ValueError(f"fault_first: {self.fault_first} must be at least 1")
         style = frozenset(self.sse_style)
         unknown = sorted(style - set(SSE_STYLES))
         if unknown:
@@ -149,7 +156,8 @@ class ServerConfig:
         active = {k: p for k, p in self.faults.items() if p > 0}
         if active:
             listed = ", ".join(f"{k}:{p:g}" for k, p in active.items())
-            parts.append(f"faults: {listed} (seed {self.seed if self.seed is not None else 'random'})")
+            first = f", first {self.fault_first} of each request" if self.fault_first is not None else ""
+            parts.append(f"faults: {listed} (seed {self.seed if self.seed is not None else 'random'}{first})")
         if self.sse_style:
             parts.append(f"sse style: {'+'.join(s for s in SSE_STYLES if s in self.sse_style)}")
         if self.content_expiry != "applied":

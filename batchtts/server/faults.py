@@ -15,6 +15,16 @@ decides.
   audio is not base64; the stream then goes on to its done frame.
 - ``error-frame``: the older routes' error frame mid-stream, ``data:
   {"status": "error", "message": ...}`` with no event line, then the stream ends.
+
+Audio faults: the stream is whole and ends with its done frame, but the audio is bad
+(what the client's audio checks, ``batchtts run --qa``, must notice):
+
+- ``truncate``: only the first 10 to 40 % of the audio is sent;
+- ``silence``: digital silence of the right length;
+- ``clip``: the audio eight times too loud, clipped at full scale.
+
+With ``fault_first`` (``--fault-first N``) faults strike only the first N requests of
+each distinct request: the next one is clean, so a retry can be checked byte for byte.
 """
 
 from __future__ import annotations
@@ -22,8 +32,12 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from batchtts.server.config import FAULT_KINDS
+
+if TYPE_CHECKING:
+    import numpy as np
 
 STATUS_FAULTS: dict[str, tuple[int, str, float | None]] = {
     # kind: (status, TtsError "error", Retry-After seconds)
@@ -33,6 +47,9 @@ STATUS_FAULTS: dict[str, tuple[int, str, float | None]] = {
     "429": (429, "rate_limit_exceeded", 1.0),
 }
 STREAM_FAULTS: tuple[str, ...] = ("drop", "nodone", "error-event", "bad-frame", "error-frame")
+AUDIO_FAULTS: tuple[str, ...] = ("truncate", "silence", "clip")
+#: ``clip``: the gain applied before the samples are clipped to 16 bits.
+CLIP_GAIN = 8
 
 
 class ConnectionDropped(Exception):
@@ -96,3 +113,30 @@ class FaultInjector:
             return NO_FAULT
         status_hits = [k for k in hits if k in STATUS_FAULTS]
         return FaultPlan(kind=(status_hits or hits)[0], position=position, broken_json=broken_json)
+
+
+def apply_audio_fault(samples: np.ndarray, plan: FaultPlan) -> np.ndarray:
+    """The int16 samples an audio fault sends instead of ``samples`` (``samples`` when it is none)."""
+    import numpy as np
+
+    if plan.kind == "truncate":
+        keep = max(1, int(len(samples) * (0.1 + 0.3 * plan.position)))
+        return samples[:keep]
+    if plan.kind == "silence":
+        return np.zeros_like(samples)
+    if plan.kind == "clip":
+        louder = samples.astype(np.int32) * CLIP_GAIN
+        return np.clip(louder, -32768, 32767).astype(np.int16)
+    return samples
+
+
+class FirstRequests:
+    """Counts requests by what they ask for, so faults strike only the first N of each (``fault_first``)."""
+
+    def __init__(self, first: int) -> None:
+        self.first = first
+        self._seen: dict[str, int] = {}
+
+    def may_strike(self, fingerprint: str) -> bool:
+        count = self._seen[fingerprint] = self._seen.get(fingerprint, 0) + 1
+        return count <= self.first

@@ -42,6 +42,7 @@ def test_quick_benchmark_writes_every_section(tmp_path):
         "## Pacing against a late-answering API",
         "## Shards and merge",
         "## Shared limits over Redis",
+        "## Audio checks",
     ):
         assert heading in markdown, heading
     for figure in (
@@ -63,6 +64,7 @@ def test_quick_benchmark_writes_every_section(tmp_path):
         "`--shard K/",
         "`batchtts merge` of 4 parts",
         "`batchtts merge` of those",
+        "checks ÷ off",
     ):
         assert figure in markdown, figure
     report = json.loads((out / "results.json").read_text(encoding="utf-8"))

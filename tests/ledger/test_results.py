@@ -61,12 +61,29 @@ def failed_row(
     return RowResult(id=row_id or f"r{number}", row=number, status="failed", error=error, attempts=0, carried=carried)
 
 
+def _csv_list(column: str, text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    if column == "qa":
+        return text.split(";") if text else []
+    return json.loads(text)
+
+
 def read_back(path: Path, schema: pa.Schema) -> pa.Table:
     """Read a results file the way a user would, telling CSV/JSONL the schema they cannot carry."""
     if path.suffix == ".parquet":
         return pq.read_table(path)
     if path.suffix == ".csv":
-        return pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(column_types=schema, strings_can_be_null=True))
+        # CSV has no lists: a list column is text (qa: its flags joined with ";", others: JSON).
+        as_text = pa.schema([pa.field(f.name, pa.string()) if pa.types.is_list(f.type) else f for f in schema])
+        options = pacsv.ConvertOptions(column_types=as_text, strings_can_be_null=True)
+        table = pacsv.read_csv(path, convert_options=options)
+        for index, field in enumerate(schema):
+            if pa.types.is_list(field.type):
+                texts = table.column(index).to_pylist()
+                values = [_csv_list(field.name, text) for text in texts]
+                table = table.set_column(index, field, pa.array(values, type=field.type))
+        return table
     return pajson.read_json(path, parse_options=pajson.ParseOptions(explicit_schema=schema))
 
 
@@ -78,6 +95,8 @@ def test_columns_are_the_issue_columns_in_order_then_the_resume_marker() -> None
         "id", "row", "status", "path", "request_id", "server_request_id", "server_session_id", "attempts",
         "http_status", "error", "ttfb_ms", "total_ms", "audio_seconds", "audio_bytes", "sample_rate",
         "output_format", "voice_id", "started_at", "finished_at", "reused", "content_expiry",
+        "seconds_per_char", "leading_silence_s", "trailing_silence_s", "longest_silence_s", "peak_dbfs",
+        "rms_dbfs", "clipped_share", "qa", "silent", "truncated", "overlong", "clipped", "long_silence",
     )  # fmt: skip
     assert [f.name for f in dataclasses.fields(RowResult)] == [*RESULT_COLUMNS, "carried", "extra"]
 

@@ -8,11 +8,12 @@ import json
 
 import httpx
 import httpx_sse
+import numpy as np
 import pytest
 
-from batchtts.server.config import FAULT_KINDS
+from batchtts.server.config import FAULT_KINDS, ServerConfig
 from batchtts.server.faults import FaultInjector, FaultPlan, parse_fault
-from tests.server_support import AUTH, BODY, LIVE, SYNC, expected_pcm, live, tts_error
+from tests.server_support import AUTH, BODY, LIVE, SYNC, as_int16, expected_pcm, live, tts_error
 
 #: Long enough for many chunks, so "mid-stream" has room.
 LONG = {**BODY, "text": "A longer sentence, so the stream has many chunks to cut."}
@@ -169,5 +170,51 @@ def test_parse_fault_refuses_nonsense(text):
 
 def test_every_fault_kind_is_covered_here():
     assert set(FAULT_KINDS) == {
-        *("500", "502", "503", "429", "drop", "nodone", "error-event", "bad-frame", "error-frame")
+        *("500", "502", "503", "429", "drop", "nodone", "error-event", "bad-frame", "error-frame"),
+        *("truncate", "silence", "clip"),
     }
+
+
+# --- audio faults: whole streams that end with done, carrying bad audio ------------------------
+
+
+def test_truncate_sends_the_start_of_the_audio_then_done(local_server):
+    server = local_server(faults={"truncate": 1.0})
+    result = live(server.base_url)
+    assert result.status == 200 and result.done
+    want = expected_pcm()
+    assert 0.1 * len(want) <= len(result.audio) <= 0.4 * len(want) + 2
+    assert want.startswith(result.audio)
+    assert server.stats.snapshot()["faults"] == {"truncate": 1}
+
+
+def test_silence_is_digital_silence_of_the_right_length(local_server):
+    server = local_server(faults={"silence": 1.0})
+    result = live(server.base_url)
+    assert result.done and result.audio == bytes(len(expected_pcm()))
+
+
+def test_clip_sends_the_audio_too_loud_and_clipped(local_server):
+    server = local_server(faults={"clip": 1.0})
+    result = live(server.base_url)
+    samples = as_int16(result.audio).astype(np.int32)
+    want = as_int16(expected_pcm()).astype(np.int32)
+    assert result.done and len(samples) == len(want)
+    assert np.array_equal(samples, np.clip(want * 8, -32768, 32767))
+    assert np.count_nonzero(np.abs(samples) >= 32767) > 0.1 * len(samples)
+
+
+def test_fault_first_strikes_only_the_first_request_of_each_text(local_server):
+    server = local_server(faults={"silence": 1.0}, fault_first=1)
+    other = {**BODY, "text": "Another text."}
+    assert live(server.base_url).audio == bytes(len(expected_pcm()))
+    assert live(server.base_url, other).audio == bytes(len(expected_pcm(text="Another text.")))
+    assert live(server.base_url).audio == expected_pcm()  # asked before: clean
+    assert live(server.base_url, {**BODY, "request_id": "x.1"}).audio == expected_pcm()  # ids do not count
+    assert live(server.base_url, {**BODY, "sample_rate": 16000}).audio == bytes(len(expected_pcm(sample_rate=16000)))
+    assert server.stats.snapshot()["faults"] == {"silence": 3}
+
+
+def test_fault_first_must_be_positive():
+    with pytest.raises(ValueError, match="fault_first"):
+        ServerConfig(fault_first=0)

@@ -15,6 +15,7 @@ from typing import Any
 from batchtts.api.request import TtsRequest
 from batchtts.job.attempts import Synthesized
 from batchtts.job.items import WorkItem
+from batchtts.job.qa import QaCheck, combine
 from batchtts.ledger import LOUDNESS_KEY, VARIANT_KEY, RowResult, file_stamp, utc_now_iso
 from batchtts.outcomes import RowStatus
 
@@ -37,6 +38,8 @@ class Part:
     cached: bool = False
     finished_at: str | None = None
     rate_limited: int = 0  # answers 429 on the way
+    #: The audio checks of its take (None: not checked, or found in the part store).
+    qa: QaCheck | None = None
 
     @classmethod
     def of(cls, done: Synthesized, fingerprint: str | None, redact: Callable[[str], str]) -> Part:
@@ -55,6 +58,7 @@ class Part:
             error=None if done.ok else redact(error.message if error else "cancelled"),
             finished_at=done.finished_at,
             rate_limited=done.rate_limited,
+            qa=done.qa,
         )
 
 
@@ -146,6 +150,7 @@ def made_result(work: RowWork, made: Made, *, out_dir: Path, fingerprint: str, s
         carried=row.carried,
         extra=result_extra(work.item.variant, parts, split=split),
     )
+    _fill_qa(result, work, made)
     # For reruns (batchtts.ledger.resume): what made the file, and the file as written.
     result.extra["fingerprint"] = fingerprint
     rate_limited = sum(part.rate_limited for part in parts)
@@ -158,6 +163,18 @@ def made_result(work: RowWork, made: Made, *, out_dir: Path, fingerprint: str, s
         if made.loudness is not None:
             result.extra[LOUDNESS_KEY] = made.loudness
     return result
+
+
+def _fill_qa(result: RowResult, work: RowWork, made: Made) -> None:
+    """The audio checks' columns: the take's own, or its parts' joined (all of them checked, or none)."""
+    checks = [part.qa for part in work.parts if part.qa is not None]
+    if not checks or len(checks) != len(work.parts):
+        return
+    seconds = made.audio_seconds if made.ok else sum(check.levels.seconds for check in checks)
+    check = checks[0] if len(checks) == 1 else combine(checks, seconds, len(work.request.text.strip()))
+    if check is not None:
+        for name, value in check.columns().items():
+            setattr(result, name, value)
 
 
 def _joined_expiry(parts: list[Part]) -> str | None:
