@@ -19,6 +19,7 @@ from batchtts.cli.options import (
     request_default_options,
     request_defaults_from,
     run_api_options,
+    storage_option,
 )
 from batchtts.cli.shape_options import shape_from, shape_options
 from batchtts.server.engines import ENGINES
@@ -238,6 +239,7 @@ def _count_in_background(manifest: Any, progress: Any, per_row: int = 1) -> None
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and a one-line outcome (counts and exit status).")
 @click.option("-v", "--verbose", count=True, help="More detail: -v each failed row, -vv every row.")
 @click.option("--backoff-scale", type=float, default=1.0, hidden=True, help="Tests: scale every retry wait.")
+@storage_option
 @job_file_option(required={"manifest": "MANIFEST", "out_dir": "--out"})
 def run(
     manifest: Path,
@@ -295,6 +297,7 @@ def run(
     from batchtts.manifest.arrowpool import use_system_allocator
     from batchtts.outcomes import ExitStatus
     from batchtts.schedule.retry import RetryPolicy
+    from batchtts.storage.objects import parse_storage_options
 
     use_system_allocator()
     cli_log = configure(log_format, verbose=verbose, quiet=quiet)
@@ -302,6 +305,10 @@ def run(
         logging.getLogger(noisy).setLevel(logging.WARNING)
     text_column, id_column, dialect = options.pop("text_column"), options.pop("id_column"), dialect_from(options)
     expire_content, voice_check = options.pop("expire_content"), options.pop("voice_check")
+    try:
+        storage_options = parse_storage_options(options.pop("storage_option", ()))
+    except UsageError as exc:
+        raise click.UsageError(str(exc)) from None
     defaults = request_defaults_from(options)
     shape = shape_from(options, defaults=defaults, file_format=file_format)
     spec = JobSpec(
@@ -336,6 +343,7 @@ def run(
         base_url=base_url,
         idle_timeout=timeout,
         connect_timeout=connect_timeout,
+        storage_options=storage_options,
     )
     try:  # before any server starts or key is read: a bad manifest is the first thing said
         job = Job(spec)

@@ -37,6 +37,7 @@ from batchtts.errors import ManifestError
 from batchtts.job.attempts import Attempts
 from batchtts.job.items import WorkItem
 from batchtts.job.lock import job_lock
+from batchtts.job.objectout import ObjectOutput
 from batchtts.job.progress import InFlight, ProgressReporter
 from batchtts.job.recorder import Recorder
 from batchtts.job.reuse import Reuse
@@ -47,6 +48,7 @@ from batchtts.ledger import (
     SUMMARY_NAME,
     EarlierRuns,
     JobSummary,
+    Journal,
     final_entries,
     summary_document,
     utc_now_iso,
@@ -77,8 +79,11 @@ class Runner:
         *,
         redact: Callable[[str], str] = lambda text: text,
         voices: frozenset[str] | None = None,
+        output: ObjectOutput | None = None,
     ) -> None:
         self.spec = spec
+        #: ``--out s3://...``: the store the scratch folder (``spec.out_dir``) is moved to.
+        self._output = output
         self.manifest = manifest
         self.progress = progress
         self.summary = JobSummary(group_files=0 if spec.shape.group_by else None)
@@ -119,7 +124,8 @@ class Runner:
             voices=voices,
         )
         self._earlier = EarlierRuns(spec.state_dir, spec.out_dir.resolve(), force=spec.force,
-                                    retry_failed=spec.retry_failed)  # fmt: skip
+                                    retry_failed=spec.retry_failed,
+                                    stands=output.stands if output is not None else None)  # fmt: skip
         self._reuse = Reuse(self._earlier, self._assembly, self._recorder, force=spec.force)
         self._manifest_error: ManifestError | None = None
         #: Whether the long-text advice was given (once a job, see :meth:`_advise_on_length`).
@@ -147,7 +153,13 @@ class Runner:
             removed = remove_stale_temp_files(spec.out_dir) + remove_stale_results_temp(spec.results, spec.out_dir)
             if removed:
                 log.warning("removed %d temporary file(s) left by an earlier run", removed)
-            self._recorder.attach(self._earlier.open())
+            if self._output is not None:
+                await anyio.to_thread.run_sync(self._output.start, spec.state_dir)
+            journal = self._earlier.open()
+            if self._output is not None:
+                journal.close()
+                journal = self._output.journal(journal.path)
+            self._recorder.attach(journal)
             try:
                 async with anyio.create_task_group() as outer:
                     # The signal watcher outlives the rows: a signal while the results are written
@@ -280,6 +292,7 @@ class Runner:
         self._assembly.record_unfinished()
         self._recorder.record_unfinished()
         journal.close()
+        self._count_lost_uploads(journal)
         summary.rate_limited = self._throttle.rate_limited
         self._say_concurrency()
         summary.results_path = spec.results
@@ -298,6 +311,18 @@ class Runner:
         summary.finished_at = utc_now_iso()
         document = summary_document(summary, manifest=spec.manifest, out_dir=spec.out_dir)
         write_summary_json(spec.out_dir / SUMMARY_NAME, document)
+        if self._output is not None:
+            self._output.finish(journal.path, complete=summary.complete, summary_name=SUMMARY_NAME,
+                                shown_out=self._output.url)  # fmt: skip
+
+    def _count_lost_uploads(self, journal: Journal) -> None:
+        """``--out s3://``: a row whose upload failed is failed (its journal says so already)."""
+        for entry, reason in getattr(journal, "lost", ()):
+            self.summary.ok -= 1
+            self.summary.failed += 1
+            if isinstance(entry.get("audio_seconds"), (int, float)):
+                self.summary.audio_seconds_total -= entry["audio_seconds"]
+            log.error("row %s failed: %s", entry.get("id"), self._redact(reason))
 
     def _say_concurrency(self) -> None:
         """--concurrency auto: one line on what the job found."""

@@ -60,6 +60,8 @@ class JobSpec:
     base_url: str = DEFAULT_BASE_URL
     idle_timeout: float = 30.0
     connect_timeout: float = 10.0
+    #: Object storage (``s3://`` manifests and ``--out``): fsspec options (``--storage-option KEY=VALUE``).
+    storage_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.manifest, self.out_dir = Path(self.manifest), Path(self.out_dir)

@@ -39,7 +39,7 @@ import contextlib
 import hashlib
 import logging
 import os
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -241,8 +241,19 @@ class EarlierRuns:
     journal describes the whole manifest.
     """
 
-    def __init__(self, state_dir: Path, out_dir: Path, *, force: bool = False, retry_failed: bool = True) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        out_dir: Path,
+        *,
+        force: bool = False,
+        retry_failed: bool = True,
+        stands: Callable[[Mapping[str, Any], str], bool] | None = None,
+    ) -> None:
         self.state_dir = Path(state_dir)
+        #: Whether an ok entry's file is still the one it wrote (entry, relative path); default: the
+        #: local file's stamp. An object store output asks the store (:mod:`batchtts.job.objectout`).
+        self._stands = stands or (lambda entry, relative: _same_stamp(entry, self.out_dir / relative))
         self.out_dir = Path(out_dir)
         self.force = force
         self.retry_failed = retry_failed
@@ -294,7 +305,7 @@ class EarlierRuns:
         if hit.status == RowStatus.OK:
             if entry.get("path") != expected_path:
                 return None
-            if not _same_stamp(entry, self.out_dir / expected_path):
+            if not self._stands(entry, expected_path):
                 return None
         return entry
 
