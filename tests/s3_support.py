@@ -6,6 +6,7 @@ Buckets are versioned, so a test can count how many times each object was writte
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import Counter
 from collections.abc import Iterator
@@ -67,6 +68,7 @@ def aws_env(endpoint: str, **extra: str) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:
     """One moto server for the session (each test makes its own buckets)."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -103,8 +103,10 @@ class StoreLock:
             holder = {}
         holder = holder if isinstance(holder, dict) else {}
         expires = holder.get("expires_at")
-        if isinstance(expires, (int, float)) and expires < time.time():
-            log.warning("taking over %s: its lease ran out (%s)", self.store.url, describe_holder(holder))
+        expired = isinstance(expires, (int, float)) and expires < time.time()
+        if expired or _died_here(holder):
+            why = "its lease ran out" if expired else "its holder died on this machine"
+            log.warning("taking over the lock of %s: %s (%s)", self.store.url, why, describe_holder(holder))
             try:
                 self._etag = self.store.write(self.relative, self._body(), if_match=etag)
                 return
@@ -134,6 +136,20 @@ class StoreLock:
         if not self.lost:
             with contextlib.suppress(OSError):
                 self.store.delete(self.relative)
+
+
+def _died_here(holder: Mapping[str, Any]) -> bool:
+    """The holder ran on this host and its process is gone (a SIGKILL here need not wait for the lease)."""
+    pid = holder.get("pid")
+    if holder.get("host") != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 class Segments:

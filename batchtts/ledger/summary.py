@@ -16,6 +16,7 @@ from typing import Any
 from batchtts import __version__
 from batchtts.outcomes import ExitStatus, Stop, exit_meaning
 from batchtts.storage import atomic_file
+from batchtts.storage.objects import shown
 
 SUMMARY_NAME = "summary.json"
 
@@ -104,9 +105,9 @@ def summary_document(summary: JobSummary, *, manifest: Path, out_dir: Path) -> d
         "rows_per_second": round(synthesized / wall, 3) if wall > 0 else None,
         "ttfb_ms_mean": _mean(summary.ttfb_ms_sum, synthesized),
         "total_ms_mean": _mean(summary.total_ms_sum, synthesized),
-        "manifest": str(manifest),
-        "out": str(out_dir),
-        "results": str(summary.results_path) if summary.results_path else None,
+        "manifest": shown(manifest),
+        "out": shown(out_dir),
+        "results": shown(summary.results_path) if summary.results_path else None,
         "group_files": summary.group_files,
         "batchtts_version": __version__,
     }
