@@ -47,7 +47,7 @@ FLOOR = HERE / "floor.py"
 DATA = HERE / "data.py"
 PYTHON = sys.executable
 KEY = "bench-key"
-SECTIONS = ("startup", "floor", "throughput", "memory")
+SECTIONS = ("startup", "floor", "throughput", "memory", "objstore")
 PACKAGES = (
     "batchtts",
     "httpx",
@@ -91,6 +91,7 @@ class Config:
     limit_small_rows: int = 2_000
     long_row_seconds: float = 1800.0
     long_row_rate: int = 44100
+    objstore_rows: int = 1000  # rows run to a local folder and to s3:// (client CPU per row)
 
 
 FULL = Config()
@@ -108,6 +109,7 @@ QUICK = Config(
     limit_rows=400,
     limit_small_rows=40,
     long_row_seconds=20.0,
+    objstore_rows=60,
 )
 
 
@@ -647,11 +649,99 @@ def bench_memory(cfg: Config, work: Path) -> list[Figure]:
     return figures
 
 
+class MotoS3:
+    """moto's S3 server (a real HTTP server) in its own process on a free loopback port, with one bucket."""
+
+    def __init__(self, bucket: str = "bench") -> None:
+        self.bucket = bucket
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.env: dict[str, str] = {}
+
+    def __enter__(self) -> MotoS3:
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        argv = [PYTHON, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        endpoint = f"http://127.0.0.1:{port}"
+        self.env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+                    "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": os.devnull,
+                    "AWS_SHARED_CREDENTIALS_FILE": os.devnull}  # fmt: skip
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                request = urllib.request.Request(f"{endpoint}/{self.bucket}", method="PUT")
+                urllib.request.urlopen(request, timeout=2).close()  # creates the bucket
+                return self
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("moto's S3 server did not start") from None
+                time.sleep(0.2)
+
+    def upload(self, local: Path, key: str) -> str:
+        """A file to the bucket, from a child process (the harness stays free of boto3's memory)."""
+        code = "import boto3, sys; boto3.client('s3').upload_file(sys.argv[1], sys.argv[2], sys.argv[3])"
+        subprocess.run([PYTHON, "-c", code, str(local), self.bucket, key], env={**os.environ, **self.env}, check=True)
+        return f"s3://{self.bucket}/{key}"
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+def bench_objstore(cfg: Config, work: Path) -> list[Figure]:
+    """--out s3:// against a local folder (client CPU per row), and a manifest read from s3:// (peak RSS)."""
+    figures = []
+    manifest, _ = write_workload(work, cfg.objstore_rows)
+    with MotoS3() as store, Server() as server:
+        env = {**RUN_ENV, **store.env}
+        local, remote = [], []
+        for run in range(cfg.runs):
+            local.append(measure(run_argv(manifest, work / "objstore-out", server, "--concurrency", "16"), env=env))
+            argv = batchtts("run", str(manifest), "--out", f"s3://{store.bucket}/run-{run}/", "--base-url",
+                            server.url, "--progress", "off", "-q", "--concurrency", "16")  # fmt: skip
+            remote.append(measure(argv, env=env))
+        per_row_local = median([m.cpu for m in local]) / cfg.objstore_rows * 1000
+        per_row_remote = median([m.cpu for m in remote]) / cfg.objstore_rows * 1000
+        extra = per_row_remote / per_row_local - 1
+        figures.append(
+            Figure(
+                "objstore",
+                f"client CPU per row, {cfg.objstore_rows:,} rows: `--out s3://` against a local folder",
+                f"{per_row_remote:.2f} ms vs {per_row_local:.2f} ms ({extra:+.0%})",
+                "≤ +10%",
+                extra <= 0.10,
+                {"local": [asdict(m) for m in local], "s3": [asdict(m) for m in remote]},
+            )
+        )
+        parquet = write_parquet(work / f"validate-{cfg.validate_rows}.parquet", cfg.validate_rows)
+        url = store.upload(parquet, parquet.name)
+        base = measure(batchtts("validate", str(parquet)), env=store.env)
+        read = measure(batchtts("validate", url), env=store.env)
+        growth = read.maxrss_mb - base.maxrss_mb
+        figures.append(
+            Figure(
+                "objstore",
+                f"`batchtts validate`, {cfg.validate_rows:,}-row Parquet manifest from s3:// against the local file:"
+                " peak RSS",
+                f"{read.maxrss_mb:.0f} MB vs {base.maxrss_mb:.0f} MB ({growth:+.0f} MB)",
+                "≤ +30 MB",
+                growth <= 30,
+                {"local": asdict(base), "s3": asdict(read)},
+            )
+        )
+    return figures
+
+
 BENCHES: dict[str, Callable[[Config, Path], list[Figure]]] = {
     "startup": bench_startup,
     "floor": bench_floor,
     "throughput": bench_throughput,
     "memory": bench_memory,
+    "objstore": bench_objstore,
 }
 
 
@@ -690,6 +780,7 @@ SECTION_TITLES = {
     "floor": "Client CPU against the floor",
     "throughput": "Throughput at the limit",
     "memory": "Memory",
+    "objstore": "Object storage",
 }
 
 

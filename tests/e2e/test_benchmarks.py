@@ -35,6 +35,7 @@ def test_quick_benchmark_writes_every_section(tmp_path):
         "## Client CPU against the floor",
         "## Throughput at the limit",
         "## Memory",
+        "## Object storage",
     ):
         assert heading in markdown, heading
     for figure in (
@@ -46,6 +47,8 @@ def test_quick_benchmark_writes_every_section(tmp_path):
         "`batchtts validate`",
         "`--limit",
         "streamed to disk: peak RSS",
+        "`--out s3://` against a local folder",
+        "from s3:// against the local file",
     ):
         assert figure in markdown, figure
     report = json.loads((out / "results.json").read_text(encoding="utf-8"))
