@@ -319,8 +319,8 @@ def batch_records(batch: pa.RecordBatch) -> Iterator[dict[str, Any]]:
 @contextlib.contextmanager
 def binary_lines(path: Path, compression: str | None) -> Iterator[BinaryIO]:
     """The file opened for reading lines; a compressed one decompressed as it is read (pyarrow's stream)."""
-    if compression is None:
-        with open_object(path) if object_url(path) is not None else path.open("rb") as handle:
+    if compression is None and object_url(path) is None:
+        with path.open("rb") as handle:
             yield handle
         return
     with open_input(path, compression) as stream:

@@ -60,7 +60,9 @@ def test_s3_manifest_in_s3_audio_out_byte_exact_and_results_readable_by_pyarrow(
     keys = audio_keys(s3, bucket)
     assert keys == sorted(f"out/audio/{row['id']}.wav" for row in ROWS)
     for row in ROWS:
-        assert s3.get(bucket, f"out/audio/{row['id']}.wav") == (tmp_path / "local/audio" / f"{row['id']}.wav").read_bytes()
+        assert (
+            s3.get(bucket, f"out/audio/{row['id']}.wav") == (tmp_path / "local/audio" / f"{row['id']}.wav").read_bytes()
+        )
         head = s3.client.head_object(Bucket=bucket, Key=f"out/audio/{row['id']}.wav")
         assert head["Metadata"]["batchtts-id"] == row["id"]
         assert len(head["Metadata"]["batchtts-fingerprint"]) >= 16
@@ -186,6 +188,23 @@ def test_validate_reads_a_manifest_from_s3(s3: S3Server) -> None:
     missing = CliRunner().invoke(main, ["validate", f"s3://{bucket}/in/nothing.csv"])
     assert missing.exit_code == 2
     assert "no such manifest object" in missing.output and "Traceback" not in missing.output
+
+
+@pytest.mark.parametrize("name", ["lines.jsonl", "lines.csv.gz", "lines.parquet"])
+def test_every_manifest_format_streams_from_s3(s3: S3Server, name: str) -> None:
+    import gzip
+
+    bucket = s3.bucket(f"formats-{name.replace('.', '-')}", versioned=False)
+    if name.endswith(".jsonl"):
+        data = "".join(json.dumps(row) + "\n" for row in ROWS).encode()
+    elif name.endswith(".gz"):
+        data = gzip.compress(csv_bytes(ROWS))
+    else:
+        data = parquet_bytes(ROWS)
+    s3.put(bucket, name, data)
+    result = CliRunner().invoke(main, ["validate", f"s3://{bucket}/{name}"])
+    assert result.exit_code == 0, result.output
+    assert f"{len(ROWS)} rows, all valid" in result.output
 
 
 def test_a_bad_bucket_or_store_stops_before_any_request(tmp_path: Path, server, s3: S3Server) -> None:
