@@ -13,9 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 #: The secret key every test run uses: tests grep all output for it.
 SECRET_KEY = "s3cr3t-KEY-material-0123456789abcdefXYZ"
@@ -68,6 +66,9 @@ def aws_env(endpoint: str, **extra: str) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:
     """One moto server for the session (each test makes its own buckets)."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()

@@ -25,7 +25,7 @@ from click.testing import CliRunner
 from batchtts.cli import main
 from tests.nightly_support import REPO, finish, settle, spawn_run, starts, wait_until
 from tests.runner_support import TEST_KEY, run_job
-from tests.s3_support import ACCESS_KEY, SECRET_KEY, S3Server, s3, s3_server  # noqa: F401
+from tests.s3_support import ACCESS_KEY, SECRET_KEY, S3Server
 
 ROWS = [{"id": f"row-{n:02d}", "text": f"Line number {n} is spoken."} for n in range(12)]
 #: Streams of ~0.2 s: rows finish one after another, so a kill lands mid-job.

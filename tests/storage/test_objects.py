@@ -9,7 +9,7 @@ import pytest
 from batchtts.errors import UsageError
 from batchtts.storage import objects
 from batchtts.storage.objects import ObjectStore, PreconditionFailed, object_url, parse_storage_options
-from tests.s3_support import S3Server, s3, s3_server  # noqa: F401
+from tests.s3_support import S3Server
 
 
 def test_urls_are_recognised_as_typed_or_as_a_path_left_them() -> None:
