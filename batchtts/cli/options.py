@@ -67,8 +67,8 @@ def storage_option(func: F) -> F:
         "storage_option",
         multiple=True,
         metavar="KEY=VALUE",
-        help="An option for object storage (s3fs/fsspec), e.g. endpoint_url=http://127.0.0.1:9000, "
-        "anon=true, profile=NAME. Credentials and the endpoint otherwise come from the AWS environment "
+        help="An option for object storage, e.g. endpoint=http://127.0.0.1:9000, region=eu-west-1, "
+        "skip_signature=true (obstore's S3 config keys; gs:// and az:// manifests: fsspec's). Credentials and the endpoint otherwise come from the AWS environment "
         "and config files (AWS_ENDPOINT_URL included). Repeatable.",
     )(func)
 

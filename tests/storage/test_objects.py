@@ -21,7 +21,7 @@ def test_urls_are_recognised_as_typed_or_as_a_path_left_them() -> None:
 
 
 def test_storage_options_parse_and_say_what_is_wrong() -> None:
-    # s3fs-style names are taken too, as obstore's S3 config keys.
+    # s3fs-style names (and AWS_ prefixes) are taken too, as obstore's S3 config keys.
     assert parse_storage_options(["anon=true", "endpoint_url=http://h:9000", "AWS_REGION=eu-west-1"]) == {
         "skip_signature": True,
         "endpoint": "http://h:9000",
