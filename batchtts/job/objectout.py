@@ -65,6 +65,8 @@ META_ID, META_FINGERPRINT, META_ENTRY = "batchtts-id", "batchtts-fingerprint", "
 MAX_ENTRY_METADATA = 1500
 #: Top-level files of the output that are not audio (results, summary...): never read back as rows.
 JOURNAL_FOLDER = "journal"
+#: The top folder of batchtts's own state under the prefix (a shard's state is below it too).
+STATE_ROOT = ".batchtts"
 LOCK_NAME = "lock"
 
 
@@ -241,13 +243,12 @@ class ObjectOutput:
         except PreconditionFailed as exc:
             raise UsageError(f"--out {self.url}: {exc}") from None
         self._segments = Segments(self.store, f"{self.state}/{JOURNAL_FOLDER}")
-        state_prefix = f"{self.state}/"
         segment_prefix = f"{self.state}/{JOURNAL_FOLDER}/"
         for listed in self.store.list():
             if listed.path.startswith(segment_prefix):
                 self._old_segments.append(listed.path)
-            elif not listed.path.startswith(state_prefix) and "/" in listed.path:
-                self._sizes[listed.path] = listed.size
+            elif not listed.path.startswith(f"{STATE_ROOT}/") and "/" in listed.path:
+                self._sizes[listed.path] = listed.size  # an output file (top-level ones are results, summary)
         state_dir.mkdir(parents=True, exist_ok=True)
         from batchtts.ledger.resume import PREVIOUS_JOURNAL_NAME
 
@@ -360,16 +361,18 @@ class ObjectOutput:
                 self._lock.release()
 
     def _upload_whole_files(self, summary_name: str, shown_out: str) -> None:
+        """Every file the job wrote that is not uploaded yet, but the state it keeps locally (journal, lock, parts)."""
         state = self.scratch / self.state
         for folder, dirs, files in os.walk(self.scratch):
             here = Path(folder)
             if here == state:
-                dirs.clear()
-                continue
+                dirs[:] = [d for d in dirs if d != "parts"]  # --max-chars parts: a local cache only
             for name in files:
                 local = here / name
                 relative = local.relative_to(self.scratch).as_posix()
                 if TEMP_NAME.fullmatch(name) or relative in self._uploaded:
+                    continue
+                if here == state and (name.startswith("journal") or name == LOCK_NAME):
                     continue
                 if relative.split("/", 1)[0] in ("audio", "wavs") and not self.keep_local:
                     continue  # audio whose row was not journaled ok: the next run makes it
