@@ -237,3 +237,35 @@ def test_key_material_never_appears_in_any_output_log_or_object(tmp_path: Path, 
         seen.append(s3.get(bucket, key).decode("latin-1"))
         seen.append(json.dumps(s3.client.head_object(Bucket=bucket, Key=key)["Metadata"]))
     assert not [text for text in seen if SECRET_KEY in text]
+
+
+def test_a_failed_upload_fails_its_row_the_job_goes_on_and_a_rerun_does_it(
+    tmp_path: Path, server, s3: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from batchtts.storage.objects import ObjectStore
+
+    bucket = s3.bucket("upload-fails")
+    s3.put(bucket, "in/lines.csv", csv_bytes(ROWS))
+    upload = ObjectStore.upload
+
+    def refusing(self: ObjectStore, local: Path, relative: str, **kwargs: object) -> None:
+        if relative == "audio/row-05.wav":
+            raise OSError(104, "Connection reset by peer")  # the store dropped the connection mid-upload
+        upload(self, local, relative, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ObjectStore, "upload", refusing)
+    url, out = f"s3://{bucket}/in/lines.csv", f"s3://{bucket}/out/"
+    job = run_job(url, out, server.base_url)
+    assert job.exit_code == 1, job.output
+    results = {r["id"]: r for r in pq.read_table(io.BytesIO(s3.get(bucket, "out/results.parquet"))).to_pylist()}
+    assert results["row-05"]["status"] == "failed" and "upload" in results["row-05"]["error"]
+    assert results["row-05"]["path"] is None
+    assert sum(r["status"] == "ok" for r in results.values()) == len(ROWS) - 1
+    assert "out/audio/row-05.wav" not in s3.keys(bucket, "out/audio/")
+    assert json.loads(s3.get(bucket, "out/summary.json"))["failed"] == 1
+    monkeypatch.setattr(ObjectStore, "upload", upload)
+    server.stats.reset()
+    rerun = run_job(url, out, server.base_url)
+    assert rerun.exit_code == 0, rerun.output
+    assert starts(server) == 1
+    assert "out/audio/row-05.wav" in s3.keys(bucket, "out/audio/")
