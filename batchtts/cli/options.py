@@ -68,7 +68,8 @@ def storage_option(func: F) -> F:
         multiple=True,
         metavar="KEY=VALUE",
         help="An option for object storage, e.g. endpoint=http://127.0.0.1:9000, region=eu-west-1, "
-        "skip_signature=true (obstore's S3 config keys; gs:// and az:// manifests: fsspec's). Credentials and the endpoint otherwise come from the AWS environment "
+        "skip_signature=true (obstore's S3 config keys; gs:// and az:// manifests: fsspec's). "
+        "Credentials and the endpoint otherwise come from the AWS environment "
         "and config files (AWS_ENDPOINT_URL included). Repeatable.",
     )(func)
 
