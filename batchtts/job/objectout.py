@@ -42,9 +42,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
+import orjson
+
 from batchtts.errors import UsageError
 from batchtts.job.lock import JobLocked, describe_holder
 from batchtts.ledger import utc_now_iso
+from batchtts.ledger.entry import json_default
 from batchtts.ledger.journal import Journal
 from batchtts.outcomes import RowStatus
 from batchtts.storage.names import TEMP_NAME
@@ -325,12 +328,12 @@ class ObjectOutput:
         local = self.scratch / relative
         metadata = {META_ID: quote(str(entry["id"]), safe=""), META_FINGERPRINT: str(entry.get("fingerprint", ""))}
         compact = {k: v for k, v in entry.items() if k not in ("carried", "reused")}
-        encoded = quote(json.dumps(compact, separators=(",", ":"), default=str), safe="")
+        encoded = quote(orjson.dumps(compact, default=str), safe="")
         if len(encoded) + sum(len(v) for v in metadata.values()) <= MAX_ENTRY_METADATA:
             metadata[META_ENTRY] = encoded
-        self.store.upload(local, relative, create=relative not in self._sizes, metadata=metadata)
+        size = self.store.upload(local, relative, create=relative not in self._sizes, metadata=metadata)
         self._uploaded.add(relative)
-        self._sizes[relative] = local.stat().st_size
+        self._sizes[relative] = size
         if not self.keep_local:
             local.unlink(missing_ok=True)
 
@@ -450,6 +453,4 @@ class StoreJournal(Journal):
 
 
 def _line(entry: Mapping[str, Any]) -> bytes:
-    from batchtts.ledger.entry import json_default
-
-    return json.dumps(entry, ensure_ascii=False, default=json_default).encode() + b"\n"
+    return orjson.dumps(entry, default=json_default) + b"\n"
