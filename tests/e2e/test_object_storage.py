@@ -269,3 +269,19 @@ def test_a_failed_upload_fails_its_row_the_job_goes_on_and_a_rerun_does_it(
     assert rerun.exit_code == 0, rerun.output
     assert starts(server) == 1
     assert "out/audio/row-05.wav" in s3.keys(bucket, "out/audio/")
+
+
+def test_a_job_file_names_the_store_and_its_options(tmp_path: Path, server, s3: S3Server) -> None:
+    bucket = s3.bucket("jobfile", versioned=False)
+    s3.put(bucket, "in/lines.csv", csv_bytes(ROWS[:3]))
+    job_file = tmp_path / "jobs" / "nightly.toml"
+    job_file.parent.mkdir()
+    job_file.write_text(
+        f'manifest = "s3://{bucket}/in/lines.csv"\nout = "s3://{bucket}/nightly/"\n'
+        f'storage-option = ["endpoint={s3.endpoint}", "region=us-east-1"]\n',
+        encoding="utf-8",
+    )
+    argv = ["run", "--job", str(job_file), "--base-url", server.base_url, "--progress", "off"]
+    result = CliRunner().invoke(main, argv, env={"SMALLEST_API_KEY": TEST_KEY, "AWS_ENDPOINT_URL": ""})
+    assert result.exit_code == 0, result.output
+    assert s3.keys(bucket, "nightly/audio/") == [f"nightly/audio/{row['id']}.wav" for row in ROWS[:3]]
