@@ -403,7 +403,8 @@ class StoreJournal(Journal):
     into the store's segments once its object is there. An upload that fails fails its row."""
 
     def __init__(self, path: Path, output: ObjectOutput) -> None:
-        super().__init__(path)
+        # The local journal is scratch: the segments in the store are what a rerun reads, so no fsync.
+        super().__init__(path, fsync_every=1 << 62, fsync_seconds=float("inf"))
         self._output = output
         self._queues: list[queue.Queue[dict[str, Any] | None]] = [queue.Queue() for _ in range(UPLOADERS)]
         self._threads = [

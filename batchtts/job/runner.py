@@ -98,7 +98,7 @@ class Runner:
         )
         self._gate = StartGate(deadline=spec.deadline, max_characters=spec.max_characters, limit=spec.limit)
         #: Finished files are made durable and renamed in groups, out of the stream slots.
-        self._commits = GroupCommit()
+        self._commits = GroupCommit(durable=output is None)
         self._recorder = Recorder(self.summary, progress, self._stops)
         self._attempts = attempts = Attempts(
             client=client,
