@@ -143,6 +143,10 @@ class StoreLock:
                 self.store.delete(self.relative)
 
 
+def _one_line(exc: BaseException) -> str:
+    return (" ".join(str(exc).split()) or type(exc).__name__)[:300]
+
+
 def _died_here(holder: Mapping[str, Any]) -> bool:
     """The holder ran on this host and its process is gone (a SIGKILL here need not wait for the lease)."""
     pid = holder.get("pid")
@@ -245,6 +249,19 @@ class ObjectOutput:
             self._lock.acquire()
         except PreconditionFailed as exc:
             raise UsageError(f"--out {self.url}: {exc}") from None
+        except (UsageError, JobLocked):
+            raise
+        except Exception as exc:  # the store refused the lock object (permissions, a dropped connection)
+            raise UsageError(f"--out {self.url}: cannot create the lock object: {_one_line(exc)}") from None
+        try:
+            self._read_earlier_runs(state_dir)
+        except Exception as exc:
+            self._lock.release()
+            raise UsageError(f"--out {self.url}: cannot read what earlier runs left: {_one_line(exc)}") from None
+        self._ticker = threading.Thread(target=self._tick, name="batchtts-segments", daemon=True)
+        self._ticker.start()
+
+    def _read_earlier_runs(self, state_dir: Path) -> None:
         self._segments = Segments(self.store, f"{self.state}/{JOURNAL_FOLDER}")
         segment_prefix = f"{self.state}/{JOURNAL_FOLDER}/"
         for listed in self.store.list():
@@ -269,7 +286,9 @@ class ObjectOutput:
                     with contextlib.suppress(ValueError):
                         entry = json.loads(line)
                         if isinstance(entry, dict) and entry.get("status") == RowStatus.OK:
-                            covered.add(str(entry.get("path")))
+                            path = str(entry.get("path"))
+                            if entry.get("file_size") == self._sizes.get(path):
+                                covered.add(path)  # else replaced since: its metadata tells
             recovered = 0
             for path in sorted(set(self._sizes) - covered):
                 entry = self._entry_from_metadata(path)
@@ -279,9 +298,6 @@ class ObjectOutput:
             if recovered:
                 log.info("%d object(s) no journal segment listed were found whole and are kept", recovered)
             previous.flush()
-            os.fsync(previous.fileno())
-        self._ticker = threading.Thread(target=self._tick, name="batchtts-segments", daemon=True)
-        self._ticker.start()
 
     def _entry_from_metadata(self, path: str) -> dict[str, Any] | None:
         try:

@@ -57,7 +57,7 @@ from batchtts.ledger import (
 )
 from batchtts.manifest.planner import RowPlanner
 from batchtts.manifest.readers import Manifest
-from batchtts.outcomes import Stop, StopReason
+from batchtts.outcomes import ExitStatus, Stop, StopReason
 from batchtts.schedule.startgate import StartGate
 from batchtts.schedule.throttle import Throttle
 from batchtts.storage import remove_stale_results_temp
@@ -312,8 +312,14 @@ class Runner:
         document = summary_document(summary, manifest=spec.manifest, out_dir=spec.out_dir)
         write_summary_json(spec.out_dir / SUMMARY_NAME, document)
         if self._output is not None:
-            self._output.finish(journal.path, complete=summary.complete, summary_name=SUMMARY_NAME,
-                                shown_out=self._output.url)  # fmt: skip
+            try:
+                self._output.finish(journal.path, complete=summary.complete, summary_name=SUMMARY_NAME,
+                                    shown_out=self._output.url)  # fmt: skip
+            except Exception as exc:  # the store went away at the end: the objects uploaded so far stand
+                log.error("could not upload the results and journal to %s: %s; run the job again to write them",
+                          self._output.url, self._redact(str(exc)))  # fmt: skip
+                if summary.exit_code == ExitStatus.OK:
+                    summary.exit_code = ExitStatus.ROWS_FAILED
 
     def _count_lost_uploads(self, journal: Journal) -> None:
         """``--out s3://``: a row whose upload failed is failed (its journal says so already)."""
