@@ -47,7 +47,7 @@ def test_quick_benchmark_writes_every_section(tmp_path):
         "`batchtts validate`",
         "`--limit",
         "streamed to disk: peak RSS",
-        "`--out s3://` against a local folder",
+        "against a local folder",
         "from s3:// against the local file",
     ):
         assert figure in markdown, figure

@@ -63,3 +63,11 @@ def test_a_large_file_goes_up_in_parts_appears_whole_and_only_if_absent(
         store.upload(local, "audio/big.wav", create=True)
     assert s3.versions(bucket)["audio/big.wav"] == 1
     assert not s3.client.list_multipart_uploads(Bucket=bucket).get("Uploads")  # the refused one was aborted
+
+
+def test_without_obstore_an_s3_output_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "obstore.store", None)  # as if the s3 extra were not installed
+    with pytest.raises(UsageError, match=r"needs obstore: pip install 'batchtts\[s3\]'"):
+        ObjectStore("s3://bucket/prefix/")
