@@ -699,13 +699,14 @@ class MotoS3:
             port = ports[0]
             argv = [str(weed), "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3",
                     f"-s3.port={port}", f"-master.port={ports[1]}", f"-volume.port={ports[2]}",
-                    f"-filer.port={ports[3]}"]  # fmt: skip
+                    f"-filer.port={ports[3]}", "-s3.port.iceberg=0", "-s3.port.lance=0"]  # fmt: skip
             self.kind = "SeaweedFS"
         else:
             port = free_port()
             argv = [PYTHON, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
             self.kind = "moto"
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        log = (self.work / "s3-server.log").open("wb") if self.work is not None else subprocess.DEVNULL
+        self.proc = subprocess.Popen(argv, stdout=log, stderr=log)
         endpoint = f"http://127.0.0.1:{port}"
         self.env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
                     "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": os.devnull,
