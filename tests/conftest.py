@@ -10,6 +10,9 @@ import pytest
 from batchtts.server.config import ServerConfig
 from batchtts.server.running import LocalServer
 
+#: The S3-compatible server fixtures (s3_server, s3), for the object storage tests.
+pytest_plugins = ["tests.s3_support"]
+
 #: What tests want by default: the synthetic voice, no waiting, reproducible faults.
 TEST_SERVER_DEFAULTS: dict[str, Any] = {
     "engine": "synthetic",

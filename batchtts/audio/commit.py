@@ -75,7 +75,7 @@ class GroupCommit:
     end, for anything a cancelled ``run`` left.
     """
 
-    def __init__(self, *, max_group: int | None = None, linger: float | None = None) -> None:
+    def __init__(self, *, max_group: int | None = None, linger: float | None = None, durable: bool = True) -> None:
         self.max_group = max(1, MAX_GROUP if max_group is None else max_group)
         self.linger = LINGER_SECONDS if linger is None else linger
         self._queue: list[_Queued] = []
@@ -83,7 +83,9 @@ class GroupCommit:
         self._awaited = 0  # queued files someone awaits: commit them without lingering
         self._closed = False
         self._wake: anyio.Event | None = None
-        self._sync = DataSync()
+        #: ``durable=False``: a scratch folder whose files are uploaded elsewhere (``--out s3://``):
+        #: renamed whole, but neither synced nor their folders, since nothing trusts them after a crash.
+        self._sync = DataSync(durable=durable)
         #: Groups committed and files in them, for tests and the debug log.
         self.groups = 0
         self.files = 0
@@ -206,7 +208,7 @@ def commit_group(sinks: Sequence[AudioSink], sync: DataSync, outcomes: Sequence[
     reported as committed).
     """
     items = outcomes if outcomes is not None else [_Queued(sink) for sink in sinks]
-    failed = sync.sync_data(sinks)
+    failed = sync.sync_data(sinks) if sync.durable else {}
     folders: dict[str, list[_Queued]] = {}
     for item in items:
         error = failed.get(id(item.sink))
@@ -220,7 +222,7 @@ def commit_group(sinks: Sequence[AudioSink], sync: DataSync, outcomes: Sequence[
             item.error = exc
             continue
         folders.setdefault(os.path.dirname(item.result.path), []).append(item)
-    for folder, landed in folders.items():
+    for folder, landed in folders.items() if sync.durable else ():
         try:
             fsync_folder(folder)
         except OSError as exc:
@@ -234,8 +236,9 @@ class DataSync:
     The policy only; the calls themselves are :mod:`batchtts.storage.files`'s.
     """
 
-    def __init__(self, *, use_syncfs: bool = True) -> None:
-        self._syncfs = _load_syncfs() if use_syncfs else None
+    def __init__(self, *, use_syncfs: bool = True, durable: bool = True) -> None:
+        self.durable = durable
+        self._syncfs = _load_syncfs() if use_syncfs and durable else None
         self._file_systems = FileSystemHandles()  # kept open, for errors (see sync_data)
 
     @property

@@ -172,6 +172,10 @@ def _prepare(param: click.Parameter, value: Any, folder: Path) -> Any:
 
 def _prepare_one(kind: click.ParamType, value: Any, folder: Path) -> Any:
     if isinstance(kind, click.Path) and isinstance(value, str):
+        from batchtts.storage.objects import object_url
+
+        if object_url(value) is not None:
+            return Path(value)  # s3://bucket/...: a URL, not a path relative to the job file
         path = Path(value).expanduser()
         return path if path.is_absolute() else Path(os.path.normpath(folder / path))
     if isinstance(kind, click.Choice) and isinstance(value, (int, float)) and not isinstance(value, bool):

@@ -60,6 +60,20 @@ def _apply(options: list[Callable[[F], F]], func: F) -> F:
     return func
 
 
+def storage_option(func: F) -> F:
+    """``--storage-option KEY=VALUE`` (repeatable): options for s3:// (gs://, az://) manifests and outputs."""
+    return click.option(
+        "--storage-option",
+        "storage_option",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="An option for object storage, e.g. endpoint=http://127.0.0.1:9000, region=eu-west-1, "
+        "skip_signature=true (obstore's S3 config keys; gs:// and az:// manifests: fsspec's). "
+        "Credentials and the endpoint otherwise come from the AWS environment "
+        "and config files (AWS_ENDPOINT_URL included). Repeatable.",
+    )(func)
+
+
 def manifest_options(func: F) -> F:
     """``--text-column``, ``--id-column``, and how a CSV/TSV splits into cells (read them with :func:`dialect_from`)."""
     return _apply(

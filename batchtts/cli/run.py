@@ -20,6 +20,7 @@ from batchtts.cli.options import (
     request_default_options,
     request_defaults_from,
     run_api_options,
+    storage_option,
 )
 from batchtts.cli.qa_options import qa_from, qa_options
 from batchtts.cli.shape_options import shape_from, shape_options
@@ -272,6 +273,7 @@ def _count_in_background(manifest: Any, progress: Any, per_row: int = 1) -> None
     "JOB_COMPLETION_INDEX. Shards may share one OUT; `batchtts merge OUT` puts their results together.",
 )
 @click.option("--backoff-scale", type=float, default=1.0, hidden=True, help="Tests: scale every retry wait.")
+@storage_option
 @job_file_option(required={"manifest": "MANIFEST", "out_dir": "--out"})
 def run(
     manifest: Path,
@@ -330,6 +332,7 @@ def run(
     from batchtts.manifest.arrowpool import use_system_allocator
     from batchtts.outcomes import ExitStatus
     from batchtts.schedule.retry import RetryPolicy
+    from batchtts.storage.objects import parse_storage_options
 
     use_system_allocator()
     cli_log = configure(log_format, verbose=verbose, quiet=quiet)
@@ -338,6 +341,10 @@ def run(
     text_column, id_column, dialect = options.pop("text_column"), options.pop("id_column"), dialect_from(options)
     expire_content, voice_check = options.pop("expire_content"), options.pop("voice_check")
     limits_url, limits_namespace = options.pop("limits_url"), options.pop("limits_namespace")
+    try:
+        storage_options = parse_storage_options(options.pop("storage_option", ()))
+    except UsageError as exc:
+        raise click.UsageError(str(exc)) from None
     defaults = request_defaults_from(options)
     shape = shape_from(options, defaults=defaults, file_format=file_format)
     qa = qa_from(options)
@@ -377,6 +384,7 @@ def run(
         limits_url=limits_url,
         limits_namespace=limits_namespace,
         qa=qa,
+        storage_options=storage_options,
     )
     try:  # before any server starts or key is read: a bad manifest is the first thing said
         job = Job(spec)

@@ -79,7 +79,10 @@ def summary_lines(summary: JobSummary, out_dir: Path, *, local: bool = False) ->
         # Why (the run's own words, e.g. which deadline), then what to do about it.
         lines.append(f"batchtts: stopped: {summary.stop.message or summary.stop.reason}")
         lines.append(f"batchtts: next: {summary.stop.next_step}")
-    lines.append(f"batchtts: audio in {out_dir}/, results in {summary.results_path}, summary in {out_dir}/summary.json")
+    from batchtts.storage.objects import shown
+
+    out, results = shown(out_dir).rstrip("/"), shown(summary.results_path) if summary.results_path else None
+    lines.append(f"batchtts: audio in {out}/, results in {results}, summary in {out}/summary.json")
     return lines
 
 

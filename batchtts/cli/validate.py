@@ -20,6 +20,7 @@ from batchtts.cli.options import (
     parse_shard_option,
     request_default_options,
     request_defaults_from,
+    storage_option,
 )
 
 EXIT_CLEAN, EXIT_BAD_ROWS, EXIT_UNREADABLE = 0, 1, 2
@@ -29,6 +30,7 @@ ID_SHOWN_CHARS = 60
 @click.command()
 @click.argument("manifest", type=click.Path(path_type=Path))
 @manifest_options
+@storage_option
 @request_default_options
 @click.option(
     "--max-listed",
@@ -73,15 +75,19 @@ def validate(
       batchtts validate jobs/nightly-dataset.csv --text-column sentence --id-column utt_id --voice-id emily
     """
     from batchtts.api.request import RECOMMENDED_MAX_CHARS, InvalidRequest
-    from batchtts.errors import ManifestError
+    from batchtts.errors import ManifestError, UsageError
     from batchtts.manifest.arrowpool import use_system_allocator
     from batchtts.manifest.planner import RowPlanner
     from batchtts.manifest.readers import open_manifest
+    from batchtts.storage.objects import parse_storage_options, shown, use_storage_options
 
     use_system_allocator()
     dialect = dialect_from(options)
     try:
+        use_storage_options(parse_storage_options(options.pop("storage_option", ())))
         opened = open_manifest(manifest, text_column=text_column, id_column=id_column, dialect=dialect)
+    except UsageError as exc:
+        raise click.UsageError(str(exc)) from None
     except ManifestError as exc:
         click.echo(f"error: {exc}", err=True)
         ctx.exit(EXIT_UNREADABLE)
@@ -90,7 +96,7 @@ def validate(
     except InvalidRequest as exc:
         raise click.UsageError(f"invalid request default: {exc}") from exc
 
-    click.echo(f"manifest: {opened.path} ({opened.describe()})")
+    click.echo(f"manifest: {shown(opened.path)} ({opened.describe()})")
     click.echo(f"columns: {_names(opened.columns)}")
     click.echo(
         f"text: {opened.text_column!r} · id: "

@@ -17,9 +17,11 @@ results path, no key, a folder in use) or :class:`~batchtts.errors.ManifestError
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict, Unpack
 
 from batchtts.api.endpoint import KEY_ENV, LOCAL_KEY
@@ -32,6 +34,7 @@ from batchtts.manifest.readers import Manifest, open_manifest
 if TYPE_CHECKING:
     from batchtts.api.client import WavesClient
     from batchtts.schedule.throttle import Throttle
+    from batchtts.job.objectout import ObjectOutput
 
 log = logging.getLogger("batchtts")
 #: Told when the local server is up: (event name, message, fields).
@@ -58,12 +61,26 @@ class Job:
     """
 
     def __init__(self, spec: JobSpec, *, manifest: Manifest | None = None) -> None:
+        from batchtts.storage.objects import use_storage_options
+
+        use_storage_options(spec.storage_options)
+        #: ``--out s3://...``: the job writes a scratch folder that is moved to the store as it goes.
+        self.output = object_output(spec)
+        if self.output is not None:
+            spec = dataclasses.replace(spec, out_dir=self.output.scratch)
         self.spec = spec
-        results_format(spec.results)
-        self.manifest = manifest or open_manifest(spec.manifest, text_column=spec.text_column,
-                                                  id_column=spec.id_column, dialect=spec.dialect)  # fmt: skip
-        spec.shape.check_columns(self.manifest)
-        check_outputs(spec)
+        try:
+            results_format(spec.results)
+            self.manifest = manifest or open_manifest(spec.manifest, text_column=spec.text_column,
+                                                      id_column=spec.id_column, dialect=spec.dialect)  # fmt: skip
+            spec.shape.check_columns(self.manifest)
+            check_outputs(spec)
+            if self.output is not None:
+                self.output.check()
+        except BaseException:
+            if self.output is not None:
+                self.output.cleanup()
+            raise
 
     @property
     def total_results(self) -> int | None:
@@ -108,11 +125,40 @@ class Job:
                     progress.start()
                     voices = await voice_catalog(client, redactor(secret)) if self.spec.voice_check else None
                     runner = Runner(self.spec, self.manifest, client, progress, redact=redactor(secret),
-                                    voices=voices, throttle=throttle)  # fmt: skip
-                    return await runner.run()
+                                    voices=voices, throttle=throttle, output=self.output)  # fmt: skip
+                    summary = await runner.run()
+                    if self.output is not None and summary.results_path is not None:
+                        summary.results_path = self._shown_results(summary.results_path)
+                    return summary
             finally:
                 progress.stop()
                 await client.aclose()
+                if self.output is not None:
+                    self.output.cleanup()
+
+    def _shown_results(self, results: Path) -> Path:
+        """The results' place in the store (a Path made from the URL: print it with ``storage.objects.shown``)."""
+        assert self.output is not None
+        try:
+            return Path(self.output.url + results.relative_to(self.output.scratch).as_posix())
+        except ValueError:
+            return results
+
+
+def object_output(spec: JobSpec) -> ObjectOutput | None:
+    """The object store output when ``--out`` is a URL (a UsageError for what cannot be one)."""
+    from batchtts.storage.objects import object_url
+
+    url = object_url(spec.out_dir)
+    if url is None:
+        return None
+    if spec.results_path is not None and object_url(spec.results_path) is not None:
+        raise UsageError(f"--results {spec.results_path}: leave it out with --out {url} (results go there) "
+                         "or give a local file")  # fmt: skip
+    from batchtts.job.objectout import ObjectOutput
+
+    keep_local = bool(spec.shape.group_by or spec.shape.metadata)
+    return ObjectOutput.for_url(url, keep_local=keep_local)
 
 
 def check_outputs(spec: JobSpec) -> None:

@@ -40,6 +40,7 @@ from batchtts.errors import ManifestError
 from batchtts.job.attempts import Attempts
 from batchtts.job.items import WorkItem
 from batchtts.job.lock import job_lock
+from batchtts.job.objectout import ObjectOutput
 from batchtts.job.progress import InFlight, ProgressReporter
 from batchtts.job.qa import QaJudge
 from batchtts.job.recorder import Recorder
@@ -51,6 +52,7 @@ from batchtts.job.stopping import StopControl
 from batchtts.ledger import (
     EarlierRuns,
     JobSummary,
+    Journal,
     final_entries,
     summary_document,
     utc_now_iso,
@@ -59,7 +61,7 @@ from batchtts.ledger import (
 )
 from batchtts.manifest.planner import RowPlanner
 from batchtts.manifest.readers import Manifest, Row
-from batchtts.outcomes import Stop, StopReason
+from batchtts.outcomes import ExitStatus, Stop, StopReason
 from batchtts.schedule.startgate import StartGate
 from batchtts.schedule.throttle import Throttle
 from batchtts.storage import remove_stale_results_temp
@@ -82,8 +84,11 @@ class Runner:
         redact: Callable[[str], str] = lambda text: text,
         voices: frozenset[str] | None = None,
         throttle: Throttle | None = None,
+        output: ObjectOutput | None = None,
     ) -> None:
         self.spec = spec
+        #: ``--out s3://...``: the store the scratch folder (``spec.out_dir``) is moved to.
+        self._output = output
         self.manifest = manifest
         self.progress = progress
         self.summary = JobSummary(group_files=0 if spec.shape.group_by else None)
@@ -99,7 +104,7 @@ class Runner:
         )
         self._gate = StartGate(deadline=spec.deadline, max_characters=spec.max_characters, limit=spec.limit)
         #: Finished files are made durable and renamed in groups, out of the stream slots.
-        self._commits = GroupCommit()
+        self._commits = GroupCommit(durable=output is None)
         self._recorder = Recorder(self.summary, progress, self._stops)
         self._attempts = attempts = Attempts(
             client=client,
@@ -126,7 +131,8 @@ class Runner:
             voices=voices,
         )
         self._earlier = EarlierRuns(spec.state_dir, spec.out_dir.resolve(), force=spec.force,
-                                    retry_failed=spec.retry_failed)  # fmt: skip
+                                    retry_failed=spec.retry_failed,
+                                    stands=output.stands if output is not None else None)  # fmt: skip
         self._reuse = Reuse(self._earlier, self._assembly, self._recorder, force=spec.force,
                             redo_flagged=spec.qa.mode == "fail")  # fmt: skip
         self._manifest_error: ManifestError | None = None
@@ -160,7 +166,13 @@ class Runner:
             self._earlier.also_read, self._earlier.absorb = resume_sources(spec.out_dir, spec.shard)
             if spec.shard is not None:
                 self._write_part_record()
-            self._recorder.attach(self._earlier.open())
+            if self._output is not None:
+                await anyio.to_thread.run_sync(self._output.start, spec.state_dir)
+            journal = self._earlier.open()
+            if self._output is not None:
+                journal.close()
+                journal = self._output.journal(journal.path)
+            self._recorder.attach(journal)
             try:
                 async with anyio.create_task_group() as outer:
                     # The signal watcher outlives the rows: a signal while the results are written
@@ -337,6 +349,7 @@ class Runner:
         self._assembly.record_unfinished()
         self._recorder.record_unfinished()
         journal.close()
+        self._count_lost_uploads(journal)
         summary.rate_limited = self._throttle.rate_limited
         self._say_concurrency()
         summary.results_path = spec.results
@@ -357,6 +370,24 @@ class Runner:
         if spec.shard is not None:
             document["shard"] = str(spec.shard)
         write_summary_json(spec.summary_path, document)
+                if self._output is not None:
+            try:
+                self._output.finish(journal.path, complete=summary.complete, summary_name=spec.summary_path.relative_to(spec.out_dir).as_posix(),
+                                    shown_out=self._output.url)  # fmt: skip
+            except Exception as exc:  # the store went away at the end: the objects uploaded so far stand
+                log.error("could not upload the results and journal to %s: %s; run the job again to write them",
+                          self._output.url, self._redact(str(exc)))  # fmt: skip
+                if summary.exit_code == ExitStatus.OK:
+                    summary.exit_code = ExitStatus.ROWS_FAILED
+
+    def _count_lost_uploads(self, journal: Journal) -> None:
+        """``--out s3://``: a row whose upload failed is failed (its journal says so already)."""
+        for entry, reason in getattr(journal, "lost", ()):
+            self.summary.ok -= 1
+            self.summary.failed += 1
+            if isinstance(entry.get("audio_seconds"), (int, float)):
+                self.summary.audio_seconds_total -= entry["audio_seconds"]
+            log.error("row %s failed: %s", entry.get("id"), self._redact(reason))
 
     def _say_concurrency(self) -> None:
         """--concurrency auto: one line on what the job found."""

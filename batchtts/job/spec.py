@@ -73,6 +73,8 @@ class JobSpec:
     limits_namespace: str | None = None
     #: Audio checks on every take, and what a flagged one gets (``--qa``: retry, flag, fail, off).
     qa: QaOptions = field(default_factory=QaOptions)
+    #: Object storage (``s3://`` manifests and ``--out``): fsspec options (``--storage-option KEY=VALUE``).
+    storage_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.manifest, self.out_dir = Path(self.manifest), Path(self.out_dir)

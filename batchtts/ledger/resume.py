@@ -39,7 +39,7 @@ import contextlib
 import hashlib
 import logging
 import os
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -256,11 +256,15 @@ class EarlierRuns:
         retry_failed: bool = True,
         also_read: Sequence[Path] = (),
         absorb: Sequence[Path] = (),
+        stands: Callable[[Mapping[str, Any], str], bool] | None = None,
     ) -> None:
         """``also_read``: other runs' journals (oldest first) indexed too, never changed (a shard reads
         the folder's and the other shards'). ``absorb``: folders whose journals this run takes into its
         own (oldest first), then removes (an unsharded run takes the shard parts in)."""
         self.state_dir = Path(state_dir)
+        #: Whether an ok entry's file is still the one it wrote (entry, relative path); default: the
+        #: local file's stamp. An object store output asks the store (:mod:`batchtts.job.objectout`).
+        self._stands = stands or (lambda entry, relative: _same_stamp(entry, self.out_dir / relative))
         self.out_dir = Path(out_dir)
         self.force = force
         self.retry_failed = retry_failed
@@ -336,7 +340,7 @@ class EarlierRuns:
         if hit.status == RowStatus.OK:
             if entry.get("path") != expected_path:
                 return None
-            if not _same_stamp(entry, self.out_dir / expected_path):
+            if not self._stands(entry, expected_path):
                 return None
         return entry
 

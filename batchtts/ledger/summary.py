@@ -17,6 +17,7 @@ from batchtts import __version__
 from batchtts.outcomes import ExitStatus, Stop, exit_meaning
 from batchtts.storage import atomic_file
 from batchtts.storage.names import SUMMARY_NAME as SUMMARY_NAME  # re-exported for the ledger's users
+from batchtts.storage.objects import shown
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,9 +122,9 @@ def summary_document(summary: JobSummary, *, manifest: Path, out_dir: Path) -> d
         "rows_per_second": round(synthesized / wall, 3) if wall > 0 else None,
         "ttfb_ms_mean": _mean(summary.ttfb_ms_sum, synthesized),
         "total_ms_mean": _mean(summary.total_ms_sum, synthesized),
-        "manifest": str(manifest),
-        "out": str(out_dir),
-        "results": str(summary.results_path) if summary.results_path else None,
+        "manifest": shown(manifest),
+        "out": shown(out_dir),
+        "results": shown(summary.results_path) if summary.results_path else None,
         "group_files": summary.group_files,
         **({"loudness": loudness_document(summary.loudness)} if summary.loudness is not None else {}),
         "qa": {

@@ -37,6 +37,7 @@ from batchtts.manifest.sources import (
     arrow_message,
     batch_records,
     binary_lines,
+    check_object,
     check_unique,
     csv_batches,
     csv_columns,
@@ -52,6 +53,7 @@ from batchtts.manifest.sources import (
     parquet_shards,
     read_errors,
 )
+from batchtts.storage.objects import object_url
 
 if TYPE_CHECKING:
     pass
@@ -224,7 +226,11 @@ def open_manifest(
     """
     path = Path(path)
     dialect = dialect or DEFAULT_DIALECT
-    if path.is_dir():
+    if object_url(path) is not None:
+        fmt, compression = format_of(path)
+        files: tuple[Path, ...] = (path,)
+        check_object(path)
+    elif path.is_dir():
         fmt, compression, files = "parquet", None, parquet_shards(path)
     else:
         fmt, compression = format_of(path)

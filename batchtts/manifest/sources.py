@@ -14,12 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from batchtts.errors import ManifestError
+from batchtts.errors import ManifestError, UsageError
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
 from batchtts.manifest.dialect import DELIMITED_DEFAULTS, LIKELY_DELIMITERS, CsvDialect, CsvSettings
+from batchtts.storage.objects import object_exists, object_url, open_object
 
 FORMATS_BY_SUFFIX: dict[str, str] = {
     ".csv": "csv",
@@ -78,7 +79,23 @@ def open_input(path: Path, compression: str | None) -> Any:
     """The file as a pyarrow input stream, decompressed as it is read when ``compression`` is a codec."""
     import pyarrow as pa
 
+    if object_url(path) is not None:  # s3://, gs://, az://: streamed in blocks, never downloaded whole
+        return pa.input_stream(open_object(path), compression=compression)
     return pa.input_stream(str(path), compression=compression)
+
+
+def check_object(path: Path) -> None:
+    """A manifest in an object store is there and readable: else a ManifestError saying why."""
+    url = object_url(path)
+    try:
+        found = object_exists(path)
+    except UsageError:
+        raise
+    except Exception as exc:  # no bucket, no access, no credentials, an unreachable endpoint
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise ManifestError(f"{url}: cannot read the manifest: {reason[:300]}") from None
+    if not found:
+        raise ManifestError(f"{url}: no such manifest object")
 
 
 def delimiter_hint(columns: list[str], csv: CsvSettings | None) -> str | None:
@@ -216,7 +233,8 @@ def parquet_file(path: Path) -> Any:
 
     # Buffered column reads without pre-buffering: a large row group is read page
     # by page instead of all at once.
-    return pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)
+    source = open_object(path) if object_url(path) is not None else path
+    return pq.ParquetFile(source, buffer_size=1 << 20, pre_buffer=False)
 
 
 def parquet_columns(files: tuple[Path, ...]) -> tuple[list[str], int]:
@@ -301,7 +319,7 @@ def batch_records(batch: pa.RecordBatch) -> Iterator[dict[str, Any]]:
 @contextlib.contextmanager
 def binary_lines(path: Path, compression: str | None) -> Iterator[BinaryIO]:
     """The file opened for reading lines; a compressed one decompressed as it is read (pyarrow's stream)."""
-    if compression is None:
+    if compression is None and object_url(path) is None:
         with path.open("rb") as handle:
             yield handle
         return

@@ -43,6 +43,7 @@ def test_quick_benchmark_writes_every_section(tmp_path):
         "## Shards and merge",
         "## Shared limits over Redis",
         "## Audio checks",
+        "## Object storage",
     ):
         assert heading in markdown, heading
     for figure in (
@@ -65,6 +66,8 @@ def test_quick_benchmark_writes_every_section(tmp_path):
         "`batchtts merge` of 4 parts",
         "`batchtts merge` of those",
         "checks ÷ off",
+        "against a local folder",
+        "from s3:// against the local file",
     ):
         assert figure in markdown, figure
     report = json.loads((out / "results.json").read_text(encoding="utf-8"))
