@@ -49,7 +49,21 @@ FLOOR = HERE / "floor.py"
 DATA = HERE / "data.py"
 PYTHON = sys.executable
 KEY = "bench-key"
-SECTIONS = ("startup", "floor", "throughput", "memory", "concurrency", "gap", "pacing", "loudness", "report", "shards", "sharedlimits", "qa", "objstore")
+SECTIONS = (
+    "startup",
+    "floor",
+    "throughput",
+    "memory",
+    "concurrency",
+    "gap",
+    "pacing",
+    "loudness",
+    "report",
+    "shards",
+    "sharedlimits",
+    "qa",
+    "objstore",
+)
 PACKAGES = (
     "batchtts",
     "httpx",

@@ -33,8 +33,8 @@ from batchtts.manifest.readers import Manifest, open_manifest
 
 if TYPE_CHECKING:
     from batchtts.api.client import WavesClient
-    from batchtts.schedule.throttle import Throttle
     from batchtts.job.objectout import ObjectOutput
+    from batchtts.schedule.throttle import Throttle
 
 log = logging.getLogger("batchtts")
 #: Told when the local server is up: (event name, message, fields).

@@ -370,9 +370,10 @@ class Runner:
         if spec.shard is not None:
             document["shard"] = str(spec.shard)
         write_summary_json(spec.summary_path, document)
-                if self._output is not None:
+        if self._output is not None:
+            summary_name = spec.summary_path.relative_to(spec.out_dir).as_posix()
             try:
-                self._output.finish(journal.path, complete=summary.complete, summary_name=spec.summary_path.relative_to(spec.out_dir).as_posix(),
+                self._output.finish(journal.path, complete=summary.complete, summary_name=summary_name,
                                     shown_out=self._output.url)  # fmt: skip
             except Exception as exc:  # the store went away at the end: the objects uploaded so far stand
                 log.error("could not upload the results and journal to %s: %s; run the job again to write them",

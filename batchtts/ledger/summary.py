@@ -72,6 +72,7 @@ class JobSummary:
         self.loudness = files
         if path not in files:
             files[path] = {**figures, "reused": reused}
+
     #: Audio checks (``--qa``): rows in the results that were checked, those flagged, each flag's count,
     #: and the takes made again because of a flag (not counted in ``retries``).
     qa_checked: int = 0
