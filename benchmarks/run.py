@@ -837,6 +837,26 @@ def bench_objstore(cfg: Config, work: Path) -> list[Figure]:
                 {"local": asdict(base), "s3": asdict(read)},
             )
         )
+        # A run over a 1M-row manifest stopped by --limit: from s3:// to s3:// against local to local.
+        big = write_parquet(work / f"limit-{cfg.limit_manifest_rows}.parquet", cfg.limit_manifest_rows, "Hi.")
+        big_url = store.upload(big, big.name)
+        tiny = ["--sample-rate", "8000", "--file-format", "raw", "--concurrency", "16", "--limit", str(cfg.limit_rows)]
+        local_run = measure(run_argv(big, fresh(work / "objstore-limit-out"), server, *tiny), env=env, ok_codes=(0, 4))
+        remote_argv = batchtts("run", big_url, "--out", f"s3://{store.bucket}/limit/", "--base-url", server.url,
+                               "--progress", "off", "-q", *tiny)  # fmt: skip
+        remote_run = measure(remote_argv, env=env, ok_codes=(0, 4))
+        growth = remote_run.maxrss_mb - local_run.maxrss_mb
+        figures.append(
+            Figure(
+                "objstore",
+                f"run of a {cfg.limit_manifest_rows:,}-row Parquet manifest with `--limit {cfg.limit_rows}`, "
+                "s3:// to `--out s3://` against the local file to a local folder: peak RSS",
+                f"{remote_run.maxrss_mb:.0f} MB vs {local_run.maxrss_mb:.0f} MB ({growth:+.0f} MB)",
+                "≤ +30 MB",
+                growth <= 30,
+                {"local": asdict(local_run), "s3": asdict(remote_run)},
+            )
+        )
     return figures
 
 
