@@ -96,7 +96,7 @@ def test_a_job_without_qa_columns_reports_the_same_without_them(tmp_path):
     page, figures = write_report(tmp_path / "out")
     html = page.read_text(encoding="utf-8")
     assert not figures.has_qa
-    assert "This job has no audio check columns." in html
+    assert "No row of this job was checked by the audio checks" in html
     assert len(rows_in(html, "sample")) == 12
     assert "s/char" not in html  # no QA figures in the sample's table
 
