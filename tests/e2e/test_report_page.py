@@ -1,7 +1,8 @@
 """`batchtts report DIR` opened in a real headless browser: Debian's chromium, driven through Playwright.
 
 Each page comes from a real job folder: a real `batchtts run` against the real local server (with
-429s, 500s and a voice the catalog lacks), finished, still running in its own process, or killed.
+429s, 500s and a voice the catalog lacks, or with silent, truncated and clipped takes that the audio
+checks flag), finished, still running in its own process, or killed.
 The page must load from file:// with no console error, no failed request and no request that is
 not a local file; every player must point at an existing file that the browser can load; the
 figures must be summary.json's and the results'.
@@ -197,6 +198,9 @@ def test_a_finished_job_page_loads_clean_and_shows_its_figures(browser, finished
     for key in ("rows", "ok", "failed", "attempts", "retries", "rate_limited", "wall_seconds", "exit_status"):
         assert shown[key] == str(summary[key]), key
     assert summary["rate_limited"] > 0 and summary["retries"] > 0  # the faults did happen
+    # The audio checks (--qa retry, the default) found nothing wrong: summary.json's qa block says so.
+    assert opened.figures("summary-qa") == {"checked": str(summary["ok"]), "flagged": "0", "retakes": "0"}
+    assert opened.page.locator("#flagged p.none").text_content() == "No row was flagged."
 
     results = pq.read_table(finished_job / "results.parquet").to_pylist()
     counted = opened.figures("counted")
@@ -357,12 +361,16 @@ def test_a_running_job_is_reported_without_being_disturbed(browser, tmp_path, lo
 
 
 def test_an_interrupted_job_is_read_from_its_journal(browser, tmp_path, local_server):
-    server = local_server(**SLOW)
+    server = local_server(**SLOW, faults={"silence": 0.3}, seed=1)  # some takes silent: flagged, kept
     manifest = write_csv(tmp_path / "m.csv", [{**r, "voice_id": "magnus"} for r in ROWS[:20]])
     out = tmp_path / "out"
-    process = spawn_run(manifest, out, server.base_url, "--concurrency", "1", logs=tmp_path / "run")
+    process = spawn_run(manifest, out, server.base_url, "--concurrency", "1", "--qa", "flag", logs=tmp_path / "run")
     journal = out / ".batchtts" / "journal.jsonl"
-    wait_until(lambda: journal.exists() and journal.read_bytes().count(b"\n") >= 3, what="rows journaled")
+
+    def journaled() -> bytes:
+        return journal.read_bytes() if journal.exists() else b""
+
+    wait_until(lambda: journaled().count(b"\n") >= 3 and b"silent" in journaled(), what="rows journaled, one flagged")
     process.kill()
     assert finish(process) == -signal.SIGKILL
     time.sleep(0.05)
@@ -372,3 +380,11 @@ def test_an_interrupted_job_is_read_from_its_journal(browser, tmp_path, local_se
     assert opened.page.get_attribute("#state", "data-state") == "interrupted"
     assert opened.figures("counted")["rows"] == str(len({(e["row"], e["id"]) for e in lines}))
     opened.check_clean()
+    # The flagged rows journaled so far, with their flags and a player that loads.
+    last = {entry["id"]: entry for entry in lines}
+    flagged = [entry for entry in last.values() if entry.get("qa")]
+    listed = opened.listed("flagged")
+    assert flagged and [row["id"] for row in listed] == [entry["id"] for entry in flagged]
+    assert [row["flags"] for row in listed] == [entry["qa"] for entry in flagged] == [["silent"]] * len(flagged)
+    assert all(duration > 0 for duration in opened.durations("#flagged"))
+    assert opened.errors == []

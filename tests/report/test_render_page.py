@@ -1,7 +1,8 @@
 """The report page rendered from job folders written by hand: every source, the QA columns, caps, escaping.
 
-The browser test (tests/e2e/test_report_page.py) opens pages of real runs; these check what the page
-says for folders a run of this version cannot make yet (QA columns, shard journals) or makes rarely.
+The browser test (tests/e2e/test_report_page.py) opens pages of real runs, audio-check flags included;
+these check what the page says for folders a run makes rarely or slowly (hundreds of flagged rows past
+--max-listed, markup in ids and errors, shard journals written by hand, results made before the checks).
 """
 
 from __future__ import annotations
