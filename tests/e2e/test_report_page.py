@@ -335,6 +335,20 @@ def test_retry_shows_the_retakes_and_the_rows_no_retake_could_mend(browser, tmp_
     assert opened.figures("counted")["attempts"] == str(sum(int(row["attempts"]) for row in results))
 
 
+def test_a_run_with_the_checks_off_says_so(browser, tmp_path, local_server):
+    server = local_server(faults={"silence": 1.0}, seed=1)  # every take silent: nothing checks it
+    manifest = write_csv(tmp_path / "m.csv", QA_ROWS[:4])
+    process = spawn_run(manifest, tmp_path / "out", server.base_url, *QA_ARGS, "--qa", "off", logs=tmp_path / "run")
+    assert finish(process) == 0, (tmp_path / "run.err").read_text()
+    opened = Opened(browser, report(tmp_path / "out"))
+    opened.check_clean()
+    assert opened.figures("summary-qa") == {"checked": "0", "flagged": "0", "retakes": "0"}
+    assert "was checked by the audio checks" in opened.page.locator("#flagged p.none").text_content()
+    assert "flagged" not in opened.figures("counted")
+    assert opened.page.locator("#sample td[data-key]").count() == 0  # no QA figures in the sample
+    assert len(opened.listed("sample")) == 4
+
+
 def test_a_running_job_is_reported_without_being_disturbed(browser, tmp_path, local_server):
     server = local_server(**SLOW)
     manifest = write_csv(tmp_path / "m.csv", ROWS[:24:3] * 1 + [{**r, "voice_id": "emily"} for r in ROWS[1:24:3]])
