@@ -55,6 +55,12 @@ QA_FIGURES = (
     ("clipped_share", "clipped", 4),
     ("longest_silence_s", "longest silence s", 2),
 )
+#: summary.json's ``qa`` block, shown beside its other figures (then one line per flag).
+QA_SUMMARY_FIELDS = (
+    ("checked", "rows checked"),
+    ("flagged", "rows flagged"),
+    ("retakes", "takes made again (--qa retry)"),
+)
 STATE_NOTES = {
     "finished": "finished: read from its results manifest",
     "running": "running: the rows its run has recorded so far, read from the journal (the job was not disturbed)",
@@ -219,6 +225,7 @@ def _summary_section(folder: JobFolder, figures: Figures) -> str:
                 continue
             html.append(f'<tr><th>{escape(label)}</th><td data-key="{escape(key)}">{escape(_plain(value))}</td></tr>')
         html.append("</table>")
+        html.append(_qa_summary_table(folder.summary))
     elif folder.summary is not None:
         html.append(
             '<p class="note">summary.json is from an earlier run; the figures below are counted from the rows.</p>'
@@ -231,10 +238,28 @@ def _summary_section(folder: JobFolder, figures: Figures) -> str:
     html.append("</table>")
     html.append(_shards_table(folder))
     if figures.flags:
-        html.append('<p>Audio check flags: ' + ", ".join(
+        html.append('<p class="flags">Audio check flags: ' + ", ".join(
             f'<span class="flag">{escape(flag)}</span> {count}' for flag, count in figures.flags.most_common()
         ) + "</p>")  # fmt: skip
     html.append("</section>")
+    return "".join(html)
+
+
+def _qa_summary_table(summary: dict[str, Any]) -> str:
+    """summary.json's ``qa`` block (rows checked, flagged, each flag, takes made again); none before the checks."""
+    block = summary.get("qa")
+    if not isinstance(block, dict):
+        return ""
+    html = ['<table class="figures" id="summary-qa"><caption>audio checks (summary.json)</caption>']
+    for key, label in QA_SUMMARY_FIELDS:
+        html.append(f'<tr><th>{escape(label)}</th><td data-key="{key}">{escape(_plain(block.get(key)))}</td></tr>')
+    flags = block.get("flags")
+    for flag, count in sorted(flags.items()) if isinstance(flags, dict) else ():
+        html.append(
+            f'<tr><th>flagged <span class="flag">{escape(str(flag))}</span></th>'
+            f'<td data-key="flags.{escape(str(flag))}">{escape(_plain(count))}</td></tr>'
+        )
+    html.append("</table>")
     return "".join(html)
 
 
@@ -288,8 +313,8 @@ def _failures_section(figures: Figures) -> str:
 def _flagged_section(folder: JobFolder, figures: Figures, page_dir: Path, note: str | None) -> str:
     if not figures.has_qa:
         return (
-            '<section id="flagged"><h2>Flagged rows</h2><p class="none">This job has no audio check columns.</p>'
-            "</section>"
+            '<section id="flagged"><h2>Flagged rows</h2><p class="none">No row of this job was checked by the '
+            "audio checks (made with --qa off, or before the checks existed).</p></section>"
         )
     if not figures.flagged:
         return '<section id="flagged"><h2>Flagged rows</h2><p class="none">No row was flagged.</p></section>'
@@ -331,7 +356,8 @@ def _rows_table(folder: JobFolder, rows: list[dict[str, Any]], page_dir: Path, *
             cells.append(f'<td class="flags">{flags}</td>')
             for name, _label, digits in QA_FIGURES:
                 value = row.get(name)
-                cells.append(f"<td>{'' if value is None else f'{value:.{digits}f}'}</td>")
+                shown = "" if value is None else f"{value:.{digits}f}"
+                cells.append(f'<td data-key="{name}">{shown}</td>')
         text = row.get("text")
         cells.append(f'<td class="text">{escape(shorten(text)) if text else ""}</td>')
         cells.append(f"<td>{_player(folder, row.get('path'), page_dir)}</td>")
