@@ -32,9 +32,9 @@ def merge(out: str):
 
 
 def shard_processes(url: str, out: str, base_url: str, tmp_path: Path, count: int = 3, *args: str):
+    shard_args = [["--shard", f"{k}/{count}", "--concurrency", "2", *args] for k in range(count)]
     return [
-        spawn_run(url, out, base_url, "--shard", f"{k}/{count}", "--concurrency", "2", *args,  # type: ignore[arg-type]
-                  logs=tmp_path / f"s{k}")  # fmt: skip
+        spawn_run(url, out, base_url, *shard_args[k], logs=tmp_path / f"s{k}")  # type: ignore[arg-type]
         for k in range(count)
     ]
 
@@ -68,6 +68,8 @@ def test_three_shards_into_one_prefix_merged_there_equal_a_local_run_and_a_rerun
 
     merged = merge(out)
     assert merged.exit_code == 0, merged.output
+    assert f"results in s3://{bucket}/out/results.parquet" in merged.output
+    assert "batchtts-merge-" not in merged.output and SECRET_KEY not in merged.output  # no scratch path, no key
     host, port = s3.endpoint.removeprefix("http://").split(":")
     fs = pafs.S3FileSystem(access_key=ACCESS_KEY, secret_key=SECRET_KEY, endpoint_override=f"{host}:{port}",
                            scheme="http", region="us-east-1")  # fmt: skip
@@ -80,7 +82,8 @@ def test_three_shards_into_one_prefix_merged_there_equal_a_local_run_and_a_rerun
     assert audio_keys(s3, bucket) == sorted(f"out/audio/{row['id']}.wav" for row in ROWS)
     assert set(s3.versions(bucket, "out/audio/").values()) == {1}
     for row in ROWS:
-        assert s3.get(bucket, f"out/audio/{row['id']}.wav") == (tmp_path / "local/audio" / f"{row['id']}.wav").read_bytes()
+        name = f"audio/{row['id']}.wav"
+        assert s3.get(bucket, f"out/{name}") == (tmp_path / "local" / name).read_bytes()
     document = json.loads(s3.get(bucket, "out/summary.json"))
     assert document["ok"] == len(ROWS) and document["shards"]["count"] == 3
     assert document["out"] == f"s3://{bucket}/out"
