@@ -14,6 +14,7 @@ each object whole. No audio is downloaded: the merge reads journals only.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import shutil
@@ -64,6 +65,9 @@ def merge_in_store(options: MergeOptions) -> Merged:
     if merged.summary.results_path is not None:
         relative = Path(merged.summary.results_path).relative_to(scratch).as_posix()
         merged.summary.results_path = Path(store.url + relative)
+    # The summary event (--log-format json) names the prefix, as summary.json does, not the scratch folder.
+    shown = shown_summary(json.dumps(merged.document, default=str).encode(), str(scratch), store.url)
+    merged.document = json.loads(shown)
     return merged
 
 

@@ -337,8 +337,8 @@ class ObjectOutput:
                     segments.append(listed.path)
                     if listed.path.startswith(own_prefix):
                         self._old_segments.append(listed.path)
-                if listed.path.startswith(f"{SHARDS_ROOT}/") and not listed.path.endswith(f"/{LOCK_NAME}"):
-                    self._part_objects.append(listed.path)
+                if listed.path.startswith(f"{SHARDS_ROOT}/"):
+                    self._part_objects.append(listed.path)  # locks too: none is live (checked at start)
             elif "/" in listed.path:
                 self._sizes[listed.path] = listed.size  # an output file (top-level ones are results, summary)
         state_dir.mkdir(parents=True, exist_ok=True)

@@ -27,8 +27,8 @@ ROWS = [{"id": f"utt-{n:03d}", "text": f"Sentence number {n} of the sharded job.
 PARTS = ".batchtts/shards"
 
 
-def merge(out: str):
-    return CliRunner().invoke(main, ["merge", out], catch_exceptions=False)
+def merge(out: str, *args: str):
+    return CliRunner().invoke(main, ["merge", out, *args], catch_exceptions=False)
 
 
 def shard_processes(url: str, out: str, base_url: str, tmp_path: Path, count: int = 3, *args: str):
@@ -126,10 +126,14 @@ def test_a_killed_shard_rerun_uploads_nothing_twice_and_the_merge_has_every_row(
     assert starts(server) == len(mine) - len(landed)
     assert set(s3.versions(bucket, "out/audio/").values()) == {1}  # nothing uploaded twice
 
-    merged = merge(out)
+    merged = merge(out, "--metadata", "audiofolder", "--log-format", "json")
     assert merged.exit_code == 0, merged.output
     results = pq.read_table(io.BytesIO(s3.get(bucket, "out/results.parquet"))).to_pylist()
     assert [(r["id"], r["status"]) for r in results] == [(row["id"], "ok") for row in ROWS]
+    index = s3.get(bucket, "out/metadata.csv").decode().splitlines()
+    assert [line.split(",")[0] for line in index[1:]] == [f"audio/{row['id']}.wav" for row in ROWS]
+    event = json.loads(merged.output.strip().splitlines()[-1])
+    assert event["out"] == f"s3://{bucket}/out" and event["ok"] == len(ROWS)
 
 
 def test_merge_or_an_unsharded_run_while_a_shard_runs_is_refused_with_exit_2(
@@ -157,3 +161,24 @@ def test_merge_or_an_unsharded_run_while_a_shard_runs_is_refused_with_exit_2(
         finish(shard)
     assert "out/.batchtts/lock" not in s3.keys(bucket, "out/.batchtts/")  # the refused ones released theirs
     assert SECRET_KEY not in refused.output
+
+
+def test_a_shard_is_refused_while_an_unsharded_run_or_a_merge_holds_the_prefix(
+    tmp_path: Path, server, s3: S3Server
+) -> None:
+    import time
+
+    bucket = s3.bucket("held")
+    s3.put(bucket, "in/lines.csv", csv_bytes(ROWS[:4]))
+    url, out = f"s3://{bucket}/in/lines.csv", f"s3://{bucket}/out/"
+    live = {"run": "x", "pid": 1, "host": "merge-pod", "started_at": "2026-01-01T00:00:00Z",
+            "expires_at": time.time() + 3600}  # fmt: skip
+    s3.put(bucket, "out/.batchtts/lock", json.dumps(live).encode())
+    refused = run_job(url, out, server.base_url, "--shard", "0/2")
+    assert refused.exit_code == 2, refused.output
+    assert "merge-pod" in refused.output and "without --shard" in refused.output
+    assert starts(server) == 0
+    assert f"out/{PARTS}/0-of-2/lock" not in s3.keys(bucket, "out/")  # its own lock released
+    s3.put(bucket, "out/.batchtts/lock", json.dumps({**live, "expires_at": time.time() - 5}).encode())
+    taken = run_job(url, out, server.base_url, "--shard", "0/2")  # a lease that ran out does not count
+    assert taken.exit_code == 0, taken.output
