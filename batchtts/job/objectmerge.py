@@ -56,7 +56,11 @@ def merge_in_store(options: MergeOptions) -> Merged:
             local = dataclasses.replace(
                 options, out_dir=scratch, results_path=None if results is None else scratch / results
             )
-            merged = merge(local)
+            try:
+                merged = merge(local)
+            except UsageError as exc:  # it names the scratch folder: name the prefix instead
+                exc.args = (str(exc).replace(str(scratch), store.url.rstrip("/")),)
+                raise
             _push_outputs(store, scratch)
         finally:
             lock.release()

@@ -182,3 +182,14 @@ def test_a_shard_is_refused_while_an_unsharded_run_or_a_merge_holds_the_prefix(
     s3.put(bucket, "out/.batchtts/lock", json.dumps({**live, "expires_at": time.time() - 5}).encode())
     taken = run_job(url, out, server.base_url, "--shard", "0/2")  # a lease that ran out does not count
     assert taken.exit_code == 0, taken.output
+
+
+def test_merge_of_a_prefix_without_parts_or_with_a_local_results_path_is_a_one_line_error(s3: S3Server) -> None:
+    bucket = s3.bucket("empty")
+    nothing = merge(f"s3://{bucket}/out/")
+    assert nothing.exit_code == 2, nothing.output
+    assert f"s3://{bucket}/out: no shard parts to merge" in nothing.output
+    assert "batchtts-merge-" not in nothing.output and "Traceback" not in nothing.output
+    local = merge(f"s3://{bucket}/out/", "--results", "results.csv")
+    assert local.exit_code == 2 and "give a name inside it" in local.output, local.output
+    assert not s3.keys(bucket)  # nothing written, the lock released
