@@ -511,8 +511,10 @@ class StoreJournal(Journal):
 
     def append_entry(self, entry: Mapping[str, Any], *, durable: bool = True) -> None:
         super().append_entry(entry, durable=durable)
-        if not durable:
-            return  # an earlier run's result copied over: its segment still has it
+        if not durable:  # an earlier run's result copied over: its segment still has it, but
+            if self._output.sharded:  # a shard's part must list it itself (the merge reads the parts alone)
+                self._output.segment_line(_line(entry))
+            return
         if entry.get("status") == RowStatus.OK and entry.get("path"):
             slot = zlib.crc32(str(entry["path"]).encode()) % len(self._queues)
             self._queues[slot].put(dict(entry))

@@ -193,3 +193,29 @@ def test_merge_of_a_prefix_without_parts_or_with_a_local_results_path_is_a_one_l
     local = merge(f"s3://{bucket}/out/", "--results", "results.csv")
     assert local.exit_code == 2 and "give a name inside it" in local.output, local.output
     assert not s3.keys(bucket)  # nothing written, the lock released
+
+
+def test_shards_keep_the_rows_an_unsharded_run_did_and_the_merge_has_them(tmp_path: Path, server, s3: S3Server) -> None:
+    bucket = s3.bucket("mixed")
+    s3.put(bucket, "in/lines.csv", csv_bytes(ROWS))
+    url, out = f"s3://{bucket}/in/lines.csv", f"s3://{bucket}/out/"
+    first = run_job(url, out, server.base_url, "--limit", "8")
+    assert first.exit_code == 4, first.output
+    done = {r["id"] for r in pq.read_table(io.BytesIO(s3.get(bucket, "out/results.parquet"))).to_pylist()
+            if r["status"] == "ok"}  # fmt: skip
+    assert len(done) == 8
+    server.stats.reset()
+    # Shard 0 does one new row (--limit 1): the rows of its own the unsharded run did are kept, in its part.
+    assert run_job(url, out, server.base_url, "--shard", "0/2", "--limit", "1").exit_code == 4
+    assert run_job(url, out, server.base_url, "--shard", "1/2").exit_code == 0
+    assert starts(server) == 1 + sum(1 for row in ROWS if shard_of(row["id"], 2) == 1 and row["id"] not in done)
+    merged = merge(out)
+    assert merged.exit_code == 4, merged.output  # shard 0's other rows are pending
+    results = {
+        r["id"]: r["status"] for r in pq.read_table(io.BytesIO(s3.get(bucket, "out/results.parquet"))).to_pylist()
+    }
+    assert all(results[row_id] == "ok" for row_id in done)
+    assert (
+        sum(status == "pending" for status in results.values())
+        == sum(1 for row in ROWS if shard_of(row["id"], 2) == 0 and row["id"] not in done) - 1
+    )
