@@ -50,7 +50,7 @@ from batchtts.ledger import utc_now_iso
 from batchtts.ledger.entry import json_default
 from batchtts.ledger.journal import Journal
 from batchtts.outcomes import RowStatus
-from batchtts.storage.names import TEMP_NAME
+from batchtts.storage.names import PART_RECORD_NAME, TEMP_NAME
 from batchtts.storage.objects import ObjectStore, PreconditionFailed
 
 log = logging.getLogger("batchtts")
@@ -314,6 +314,12 @@ class ObjectOutput:
             raise UsageError(f"--out {self.url}: cannot create the lock object: {_one_line(exc)}") from None
         try:
             check_prefix_locks(self.store, sharded=self.sharded)
+            record = state_dir / PART_RECORD_NAME
+            if self.sharded and record.exists():  # at the start, as locally: a killed shard's part is merged too
+                self.store.write(f"{self.state}/{PART_RECORD_NAME}", record.read_bytes())
+        except OSError as exc:
+            self._lock.release()
+            raise UsageError(f"--out {self.url}: cannot write this shard's part.json: {_one_line(exc)}") from None
         except BaseException:
             self._lock.release()
             raise

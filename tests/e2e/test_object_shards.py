@@ -219,3 +219,30 @@ def test_shards_keep_the_rows_an_unsharded_run_did_and_the_merge_has_them(tmp_pa
         sum(status == "pending" for status in results.values())
         == sum(1 for row in ROWS if shard_of(row["id"], 2) == 0 and row["id"] not in done) - 1
     )
+
+
+def test_a_killed_shard_part_still_lists_the_rows_it_kept_from_an_unsharded_run(
+    tmp_path: Path, local_server, s3: S3Server
+) -> None:
+    server = local_server(**SLOW)
+    bucket = s3.bucket("keptkilled")
+    s3.put(bucket, "in/lines.csv", csv_bytes(ROWS))
+    url, out = f"s3://{bucket}/in/lines.csv", f"s3://{bucket}/out/"
+    assert run_job(url, out, server.base_url, "--limit", "8", "--concurrency", "4").exit_code == 4
+    done = {r["id"] for r in pq.read_table(io.BytesIO(s3.get(bucket, "out/results.parquet"))).to_pylist()
+            if r["status"] == "ok"}  # fmt: skip
+    kept = [row["id"] for row in ROWS if shard_of(row["id"], 2) == 0 and row["id"] in done]
+    assert kept
+    shard = spawn_run(url, out, server.base_url, "--shard", "0/2", "--concurrency", "1",  # type: ignore[arg-type]
+                      logs=tmp_path / "shard0")  # fmt: skip
+    segments = f"out/{PARTS}/0-of-2/journal/"
+    wait_until(lambda: bool(s3.keys(bucket, segments)), timeout=60, what="a segment of shard 0")
+    shard.kill()
+    assert finish(shard) == -signal.SIGKILL
+    assert run_job(url, out, server.base_url, "--shard", "1/2").exit_code == 0
+    merged = merge(out)
+    assert merged.exit_code == 4, merged.output  # shard 0 was killed: its rows not done are pending
+    results = {
+        r["id"]: r["status"] for r in pq.read_table(io.BytesIO(s3.get(bucket, "out/results.parquet"))).to_pylist()
+    }
+    assert all(results[row_id] == "ok" for row_id in kept)  # kept by shard 0: listed in its part
