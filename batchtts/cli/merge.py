@@ -45,10 +45,12 @@ def merge(
     DIR/summary.json, as one unsharded run would. Rows no part has are
     pending; a row two parts have is an error (exit 2). The exit status is
     run's: 0 every row ok, 1 rows failed, 4 (or a shard's own stop) rows pending.
+    DIR may be s3://bucket/prefix/ (shards that ran with --out there): merged in the store.
 
     \b
     Example:
       batchtts merge out/
+      batchtts merge s3://bucket/tts/v3/
     """
     from batchtts.cli.logs import NOTICE, configure
     from batchtts.cli.summary import print_summary

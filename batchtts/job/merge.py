@@ -98,6 +98,12 @@ def merge(options: MergeOptions) -> Merged:
     the parts disagree (split, manifest), the manifest cannot be found or has
     changed, a row is in two parts, or a shard is still running.
     """
+    from batchtts.storage.objects import object_url
+
+    if object_url(options.out_dir) is not None:  # s3://bucket/prefix/: shards that wrote one prefix
+        from batchtts.job.objectmerge import merge_in_store
+
+        return merge_in_store(options)
     out_dir = Path(options.out_dir)
     _read_parts(out_dir, warn=False)  # nothing to merge: say so before the lock makes any folder
     state_dir = main_state_dir(out_dir)

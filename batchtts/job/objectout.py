@@ -50,7 +50,7 @@ from batchtts.ledger import utc_now_iso
 from batchtts.ledger.entry import json_default
 from batchtts.ledger.journal import Journal
 from batchtts.outcomes import RowStatus
-from batchtts.storage.names import TEMP_NAME
+from batchtts.storage.names import PART_RECORD_NAME, TEMP_NAME
 from batchtts.storage.objects import ObjectStore, PreconditionFailed
 
 log = logging.getLogger("batchtts")
@@ -70,6 +70,8 @@ MAX_ENTRY_METADATA = 1500
 JOURNAL_FOLDER = "journal"
 #: The top folder of batchtts's own state under the prefix (a shard's state is below it too).
 STATE_ROOT = ".batchtts"
+#: The shard parts' state (``--shard K/N``): ``.batchtts/shards/K-of-N/``.
+SHARDS_ROOT = f"{STATE_ROOT}/shards"
 LOCK_NAME = "lock"
 
 
@@ -141,6 +143,55 @@ class StoreLock:
         if not self.lost:
             with contextlib.suppress(OSError):
                 self.store.delete(self.relative)
+
+
+def live_holder(store: ObjectStore, relative: str) -> dict[str, Any] | None:
+    """The holder of the lock object ``relative`` while its lease runs and its holder lives, else None."""
+    found = store.read(relative)
+    if found is None:
+        return None
+    try:
+        holder = json.loads(found[0])
+    except ValueError:
+        holder = {}
+    holder = holder if isinstance(holder, dict) else {}
+    expires = holder.get("expires_at")
+    if (isinstance(expires, (int, float)) and expires < time.time()) or _died_here(holder):
+        return None
+    return holder
+
+
+def _shard_locks(store: ObjectStore) -> list[str]:
+    """The lock objects of the shard parts under the prefix (held or left by a killed shard)."""
+    folder = f"{SHARDS_ROOT}/"
+    return [
+        listed.path
+        for listed in store.list(folder)
+        if listed.path.endswith(f"/{LOCK_NAME}") and listed.path.count("/") == folder.count("/") + 1
+    ]
+
+
+def check_prefix_locks(store: ObjectStore, *, sharded: bool) -> None:
+    """After taking its own lock: a shard refuses to run beside an unsharded run or a merge (the prefix's
+    lock held), and they refuse to run beside a live shard. Each writes its own lock first, then looks at
+    the other's, so of two that start at once at least one sees the other (S3 reads after writes are strong)."""
+    if sharded:
+        holder = live_holder(store, f"{STATE_ROOT}/{LOCK_NAME}")
+        if holder is not None:
+            raise JobLocked(
+                f"{store.url} is in use by {describe_holder(holder)} (a run without --shard, or a merge); "
+                f"wait for it to finish or stop it (lock: {store.url}{STATE_ROOT}/{LOCK_NAME})",
+                holder,
+            )
+        return
+    for relative in _shard_locks(store):
+        holder = live_holder(store, relative)
+        if holder is not None:
+            raise JobLocked(
+                f"{store.url} is in use by shard runs (--shard: {describe_holder(holder)}, "
+                f"lock: {store.url}{relative}); wait for them to finish or stop them",
+                holder,
+            )
 
 
 def _one_line(exc: BaseException) -> str:
@@ -223,7 +274,10 @@ class ObjectOutput:
         #: Relative path -> size, of the objects there at the start (what a rerun may keep).
         self._sizes: dict[str, int] = {}
         self._uploaded: set[str] = set()
+        #: Journal segments this run's state folder had at the start (replaced when the run is complete).
         self._old_segments: list[str] = []
+        #: Every other batchtts object of the shard parts (an unsharded run that completes takes them in).
+        self._part_objects: list[str] = []
         self._ticker_stop = threading.Event()
         self._ticker: threading.Thread | None = None
 
@@ -236,6 +290,11 @@ class ObjectOutput:
     @property
     def url(self) -> str:
         return self.store.url
+
+    @property
+    def sharded(self) -> bool:
+        """This run is a shard's (``--shard K/N``): its state is under ``.batchtts/shards/K-of-N/``."""
+        return self.state.startswith(f"{SHARDS_ROOT}/")
 
     def check(self) -> None:
         self.store.check()
@@ -254,6 +313,17 @@ class ObjectOutput:
         except Exception as exc:  # the store refused the lock object (permissions, a dropped connection)
             raise UsageError(f"--out {self.url}: cannot create the lock object: {_one_line(exc)}") from None
         try:
+            check_prefix_locks(self.store, sharded=self.sharded)
+            record = state_dir / PART_RECORD_NAME
+            if self.sharded and record.exists():  # at the start, as locally: a killed shard's part is merged too
+                self.store.write(f"{self.state}/{PART_RECORD_NAME}", record.read_bytes())
+        except OSError as exc:
+            self._lock.release()
+            raise UsageError(f"--out {self.url}: cannot write this shard's part.json: {_one_line(exc)}") from None
+        except BaseException:
+            self._lock.release()
+            raise
+        try:
             self._read_earlier_runs(state_dir)
         except Exception as exc:
             self._lock.release()
@@ -262,19 +332,27 @@ class ObjectOutput:
         self._ticker.start()
 
     def _read_earlier_runs(self, state_dir: Path) -> None:
+        """Every journal segment under the prefix, oldest first (their names start with the UTC time): the
+        unsharded run's and every shard part's, as a local run reads the folder's and the parts' journals."""
         self._segments = Segments(self.store, f"{self.state}/{JOURNAL_FOLDER}")
-        segment_prefix = f"{self.state}/{JOURNAL_FOLDER}/"
+        own_prefix = f"{self.state}/{JOURNAL_FOLDER}/"
+        segments: list[str] = []
         for listed in self.store.list():
-            if listed.path.startswith(segment_prefix):
-                self._old_segments.append(listed.path)
-            elif not listed.path.startswith(f"{STATE_ROOT}/") and "/" in listed.path:
+            if listed.path.startswith(f"{STATE_ROOT}/"):
+                if _is_segment(listed.path):
+                    segments.append(listed.path)
+                    if listed.path.startswith(own_prefix):
+                        self._old_segments.append(listed.path)
+                if listed.path.startswith(f"{SHARDS_ROOT}/"):
+                    self._part_objects.append(listed.path)  # locks too: none is live (checked at start)
+            elif "/" in listed.path:
                 self._sizes[listed.path] = listed.size  # an output file (top-level ones are results, summary)
         state_dir.mkdir(parents=True, exist_ok=True)
         from batchtts.ledger.resume import PREVIOUS_JOURNAL_NAME
 
         covered: set[str] = set()
         with (state_dir / PREVIOUS_JOURNAL_NAME).open("wb") as previous:
-            for name in sorted(self._old_segments):
+            for name in sorted(segments, key=lambda path: path.rsplit("/", 1)[-1]):
                 found = self.store.read(name)
                 if found is None:
                     continue
@@ -372,7 +450,9 @@ class ObjectOutput:
             if complete and self._segments is not None and journal_path.exists():
                 final = self._segments.name()
                 self.store.write(final, journal_path.read_bytes(), create=True)
-                for name in [*self._old_segments, *self._segments.written]:
+                # An unsharded run that went over the whole manifest took the shard parts in (as locally).
+                absorbed = [] if self.sharded else self._part_objects
+                for name in [*self._old_segments, *self._segments.written, *absorbed]:
                     with contextlib.suppress(OSError):
                         self.store.delete(name)
         finally:
@@ -393,18 +473,20 @@ class ObjectOutput:
                     continue
                 if here == state and (name.startswith("journal") or name == LOCK_NAME):
                     continue
+                if relative.startswith(f"{STATE_ROOT}/") and here != state:
+                    continue  # a shard's scratch also has the folder's local lock file: not the prefix's
                 if relative.split("/", 1)[0] in ("audio", "wavs") and not self.keep_local:
                     continue  # audio whose row was not journaled ok: the next run makes it
                 data = local.read_bytes()
                 if relative == summary_name:
-                    data = _shown_summary(data, str(self.scratch), shown_out)
+                    data = shown_summary(data, str(self.scratch), shown_out)
                 self.store.write(relative, data)
 
     def cleanup(self) -> None:
         shutil.rmtree(self.scratch, ignore_errors=True)
 
 
-def _shown_summary(data: bytes, scratch: str, url: str) -> bytes:
+def shown_summary(data: bytes, scratch: str, url: str) -> bytes:
     """summary.json names the prefix, not the scratch folder it was written in."""
     try:
         document = json.loads(data)
@@ -435,8 +517,10 @@ class StoreJournal(Journal):
 
     def append_entry(self, entry: Mapping[str, Any], *, durable: bool = True) -> None:
         super().append_entry(entry, durable=durable)
-        if not durable:
-            return  # an earlier run's result copied over: its segment still has it
+        if not durable:  # an earlier run's result copied over: its segment still has it, but
+            if self._output.sharded:  # a shard's part must list it itself (the merge reads the parts alone)
+                self._output.segment_line(_line(entry))
+            return
         if entry.get("status") == RowStatus.OK and entry.get("path"):
             slot = zlib.crc32(str(entry["path"]).encode()) % len(self._queues)
             self._queues[slot].put(dict(entry))
@@ -467,6 +551,12 @@ class StoreJournal(Journal):
         for thread in self._threads:
             thread.join()
         super().close()
+
+
+def _is_segment(path: str) -> bool:
+    """A journal segment of the prefix's state or of a shard part's: ``<state>/journal/<name>.jsonl``."""
+    folder, _, name = path.rpartition("/")
+    return folder.rsplit("/", 1)[-1] == JOURNAL_FOLDER and name.endswith(".jsonl")
 
 
 def _line(entry: Mapping[str, Any]) -> bytes:

@@ -46,7 +46,14 @@ from batchtts.job.qa import QaJudge
 from batchtts.job.recorder import Recorder
 from batchtts.job.reuse import Reuse
 from batchtts.job.shaping.assembly import Assembly
-from batchtts.job.shards import PartRecord, manifest_digest, resume_sources, shard_key, write_part_record
+from batchtts.job.shards import (
+    PartRecord,
+    manifest_digest,
+    manifest_location,
+    resume_sources,
+    shard_key,
+    write_part_record,
+)
 from batchtts.job.spec import JobSpec
 from batchtts.job.stopping import StopControl
 from batchtts.ledger import (
@@ -212,7 +219,7 @@ class Runner:
         record = PartRecord(
             index=spec.shard.index,
             count=spec.shard.count,
-            manifest=str(spec.manifest.resolve()),
+            manifest=manifest_location(spec.manifest),
             manifest_digest=manifest_digest(manifest.files),
             text_column=manifest.text_column,
             id_column=manifest.id_column,

@@ -103,13 +103,23 @@ def parse_shard(text: str, environ: Mapping[str, str] | None = None) -> Shard:
 
 def manifest_digest(files: tuple[Path, ...]) -> str:
     """BLAKE2b of the manifest's bytes (every file of a folder, in order): the same manifest on every host."""
+    from batchtts.storage.objects import object_url, open_object
+
     digest = hashlib.blake2b(digest_size=16)
     for path in files:
         digest.update(path.name.encode("utf-8", "surrogatepass") + b"\0")
-        with open(path, "rb") as handle:
+        # An s3:// manifest is streamed from the store as it is for reading (never downloaded whole).
+        with open_object(path) if object_url(path) is not None else open(path, "rb") as handle:
             while block := handle.read(1 << 20):
                 digest.update(block)
     return digest.hexdigest()
+
+
+def manifest_location(path: Path) -> str:
+    """How part.json names the manifest: its URL (``s3://...``), else its absolute path."""
+    from batchtts.storage.objects import object_url
+
+    return object_url(path) or str(Path(path).resolve())
 
 
 @dataclass(frozen=True, slots=True)
