@@ -449,7 +449,11 @@ class ObjectOutput:
             self._upload_whole_files(summary_name, shown_out)
             if complete and self._segments is not None and journal_path.exists():
                 final = self._segments.name()
-                self.store.write(final, journal_path.read_bytes(), create=True)
+                kept = _without_pending(journal_path)
+                try:
+                    self.store.upload(kept, final, create=True)  # from the file: never the whole journal in memory
+                finally:
+                    kept.unlink(missing_ok=True)
                 # An unsharded run that went over the whole manifest took the shard parts in (as locally).
                 absorbed = [] if self.sharded else self._part_objects
                 for name in [*self._old_segments, *self._segments.written, *absorbed]:
@@ -484,6 +488,26 @@ class ObjectOutput:
 
     def cleanup(self) -> None:
         shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def _without_pending(journal: Path) -> Path:
+    """The journal's lines but pending rows', streamed to a file beside it: a rerun redoes pending rows
+    anyway (the resume index skips them), so a ``--limit`` run over a huge manifest uploads only what it did."""
+    kept = journal.with_name(journal.name + ".upload")
+    marker = b'"status":"' + RowStatus.PENDING.value.encode() + b'"'
+    with journal.open("rb") as source, kept.open("wb") as target:
+        for line in source:
+            if marker not in line or not _is_pending(line):
+                target.write(line)
+    return kept
+
+
+def _is_pending(line: bytes) -> bool:
+    try:
+        entry = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(entry, dict) and entry.get("status") == RowStatus.PENDING
 
 
 def shown_summary(data: bytes, scratch: str, url: str) -> bytes:

@@ -52,6 +52,8 @@ _URL = re.compile(r"(?P<scheme>[a-z][a-z0-9]*):/+(?P<rest>.*)", re.DOTALL)
 #: Objects up to this size go up in one conditional PUT; larger ones as a multipart upload.
 MULTIPART_THRESHOLD = 64 << 20
 PART_SIZE = 8 << 20
+#: Parts of one multipart upload in flight (each held in memory): bounds a large file's memory.
+UPLOAD_PARTS_AT_ONCE = 2
 #: Read-ahead block of a manifest read through fsspec (gs://, az://).
 READ_BLOCK = 4 << 20
 #: ``--storage-option`` names batchtts knows -> obstore's S3 config key. Other names go to obstore as they are.
@@ -299,7 +301,7 @@ class ObjectStore:
         if create and self.exists(relative):
             raise PreconditionFailed(f"{relative}: changed or created by someone else")
         obstore.put(self._store, self.key(relative), local, attributes=dict(metadata or {}), use_multipart=True,
-                    chunk_size=PART_SIZE)  # fmt: skip
+                    chunk_size=PART_SIZE, max_concurrency=UPLOAD_PARTS_AT_ONCE)  # fmt: skip
         return size
 
     def exists(self, relative: str) -> bool:

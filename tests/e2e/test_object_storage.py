@@ -285,3 +285,27 @@ def test_a_job_file_names_the_store_and_its_options(tmp_path: Path, server, s3: 
     result = CliRunner().invoke(main, argv, env={"SMALLEST_API_KEY": TEST_KEY, "AWS_ENDPOINT_URL": ""})
     assert result.exit_code == 0, result.output
     assert s3.keys(bucket, "nightly/audio/") == [f"nightly/audio/{row['id']}.wav" for row in ROWS[:3]]
+
+
+def test_a_limited_run_uploads_its_journal_without_pending_rows_and_a_rerun_does_the_rest(
+    tmp_path: Path, server, s3: S3Server
+) -> None:
+    """``--limit`` over a big manifest: the final journal object keeps what was done, not the rows left pending."""
+    bucket = s3.bucket("limited")
+    s3.put(bucket, "in/lines.csv", csv_bytes(ROWS))
+    url, out = f"s3://{bucket}/in/lines.csv", f"s3://{bucket}/out/"
+    first = run_job(url, out, server.base_url, "--limit", "4", "--concurrency", "1")
+    assert first.exit_code == 4, first.output
+    assert starts(server) == 4
+    segments = [key for key in s3.keys(bucket, "out/.batchtts/journal/")]
+    assert segments, "no journal in the store"
+    lines = [json.loads(line) for key in segments for line in s3.get(bucket, key).splitlines() if line.strip()]
+    statuses = [line["status"] for line in lines]
+    assert "pending" not in statuses
+    assert sorted(line["id"] for line in lines if line["status"] == "ok") == [row["id"] for row in ROWS[:4]]
+    server.stats.reset()
+    rest = run_job(url, out, server.base_url)
+    assert rest.exit_code == 0, rest.output
+    assert starts(server) == len(ROWS) - 4
+    assert len(audio_keys(s3, bucket)) == len(ROWS)
+    assert set(s3.versions(bucket, "out/audio/").values()) == {1}
