@@ -30,22 +30,13 @@ from typing import Any, Literal
 
 from batchtts.api.request import TtsRequest
 from batchtts.audio.meter import DEFAULT_FLOOR_DBFS, SILENCE_DBFS, AudioLevels
+from batchtts.ledger.entry import QA_MEASURES as QA_MEASURES  # the columns live with the results
 
 QaMode = Literal["retry", "flag", "fail", "off"]
 QA_MODES: tuple[str, ...] = ("retry", "flag", "fail", "off")
 #: Every flag, the worst first: a take's severity is the sum of its flags' weights.
 FLAGS: tuple[str, ...] = ("silent", "truncated", "long_silence", "clipped", "overlong")
 _WEIGHTS = {flag: 1 << (len(FLAGS) - index) for index, flag in enumerate(FLAGS)}
-#: The results columns the checks fill in (and one boolean column per flag).
-QA_MEASURES: tuple[str, ...] = (
-    "seconds_per_char",
-    "leading_silence_s",
-    "trailing_silence_s",
-    "longest_silence_s",
-    "peak_dbfs",
-    "rms_dbfs",
-    "clipped_share",
-)
 #: Takes of one voice, speed and language the running median remembers (the most recent).
 MEDIAN_WINDOW = 2001
 #: Texts shorter than this are not checked for length (nor feed the median): a pause or a breath

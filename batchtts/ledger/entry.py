@@ -16,6 +16,16 @@ from pathlib import PurePath
 from typing import Any
 
 #: The fixed columns of the results manifest, in order; carried columns follow.
+#: The audio checks' measures of a take (batchtts.job.qa fills them in; the report shows them).
+QA_MEASURES: tuple[str, ...] = (
+    "seconds_per_char",
+    "leading_silence_s",
+    "trailing_silence_s",
+    "longest_silence_s",
+    "peak_dbfs",
+    "rms_dbfs",
+    "clipped_share",
+)
 RESULT_COLUMNS: tuple[str, ...] = (
     "id",
     "row",
@@ -39,13 +49,7 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "reused",
     "content_expiry",
     # The audio checks (batchtts.job.qa): measures of the take kept, its flags, one column per flag.
-    "seconds_per_char",
-    "leading_silence_s",
-    "trailing_silence_s",
-    "longest_silence_s",
-    "peak_dbfs",
-    "rms_dbfs",
-    "clipped_share",
+    *QA_MEASURES,
     "qa",
     "silent",
     "truncated",

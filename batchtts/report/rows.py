@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from batchtts.ledger.entry import QA_MEASURES
 from batchtts.ledger.journal import final_entries_at
 from batchtts.report.folder import JobFolder, ShardPart
 from batchtts.storage.names import JOURNAL_NAME, STATE_DIR
@@ -35,16 +36,7 @@ BASE_COLUMNS = (
     "reused",
 )
 #: Per-row audio checks, when the job made them; ``qa`` is a list of flags (``;``-joined text in CSV).
-QA_COLUMNS = (
-    "seconds_per_char",
-    "leading_silence_s",
-    "trailing_silence_s",
-    "peak_dbfs",
-    "rms_dbfs",
-    "clipped_share",
-    "longest_silence_s",
-    "qa",
-)
+QA_COLUMNS = (*QA_MEASURES, "qa")
 #: A per-row count of 429 answers, when the journal has it.
 RATE_LIMITED_KEY = "rate_limited"
 _INTS = frozenset({"row", "attempts", "http_status", RATE_LIMITED_KEY})
